@@ -1,0 +1,1 @@
+"""ebbtide: autoscaling control plane and OpenAI-compatible gateway for self-hosted LLMs."""
