@@ -1,0 +1,237 @@
+"""``ebbtide.yaml``: pydantic models (unknown keys rejected), loading with errors naming file and field.
+
+Defaults live here and only here. Usage: ``cfg = load_config(path)`` or ``default_config()`` for the embedded pool.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ebbtide.core.controller import Controller, ScalingRules
+from ebbtide.core.policies import POLICY_SPECS, AnyPolicySpec, PolicySpec
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "EngineSpec",
+    "GatewaySpec",
+    "LlamaCppEngineSpec",
+    "OpenAIEngineSpec",
+    "PoolSpec",
+    "ReplicaSpec",
+    "ScalingSpec",
+    "SloSpec",
+    "SpotSpec",
+    "VllmEngineSpec",
+    "build_controller",
+    "default_config",
+    "default_threads_per_replica",
+    "load_config",
+]
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased for the user (file, field, what is wrong)."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LlamaCppEngineSpec(_Spec):
+    kind: Literal["llamacpp"] = "llamacpp"
+    model: str = Field("default", description="'default' = the embedded Gemma 3 270M GGUF, or a path to a .gguf.")
+    args: list[str] = Field(default_factory=list, description="Extra llama-server style options (key=value).")
+    slots: int = Field(4, ge=1, description="Parallel sequences per replica (llama-server --parallel).")
+    threads: int | None = Field(None, ge=1, description="CPU threads per replica; default max(1, cores // max).")
+    ctx_per_slot: int = Field(2048, ge=256, description="Context tokens per slot; n_ctx = slots × ctx_per_slot.")
+
+
+class VllmEngineSpec(_Spec):
+    kind: Literal["vllm"] = "vllm"
+    model: str = Field(description="Hugging Face id or local path of the weights.")
+    args: list[str] = Field(default_factory=list, description="Extra `vllm serve` arguments.")
+    slots: int = Field(256, ge=1, description="--max-num-seqs.")
+    tensor_parallel: int = Field(1, ge=1, description="--tensor-parallel-size.")
+    command: str = Field("vllm", description="Executable that provides `vllm serve`.")
+
+
+class TgiEngineSpec(_Spec):
+    kind: Literal["tgi"] = "tgi"
+    model: str
+    args: list[str] = Field(default_factory=list)
+    slots: int = Field(128, ge=1, description="--max-concurrent-requests.")
+    command: str = "text-generation-launcher"
+
+
+class OpenAIEngineSpec(_Spec):
+    kind: Literal["openai"] = "openai"
+    url: str = Field(description="Base URL of an already-running OpenAI-compatible server (we never start it).")
+    model: str = Field("", description="Upstream model name to send; empty = pass the client's through.")
+    slots: int = Field(8, ge=1, description="Requests ebbtide sends at once before queueing.")
+
+
+EngineSpec = Annotated[
+    Union[LlamaCppEngineSpec, VllmEngineSpec, TgiEngineSpec, OpenAIEngineSpec],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
+class SpotSpec(_Spec):
+    hourly_usd: float = Field(ge=0)
+    notice_s: float = Field(120.0, gt=0, description="Termination notice: time to drain before the replica dies.")
+
+
+class ReplicaSpec(_Spec):
+    startup_timeout_s: float = Field(600.0, gt=0, description="Model-load timeout: not ready by then → replaced.")
+    health_interval_s: float = Field(2.0, gt=0)
+    health_failures: int = Field(3, ge=1, description="Consecutive failed health checks before replacement.")
+    drain_timeout_s: float = Field(120.0, ge=0, description="Scale-in: wait this long for in-flight requests.")
+    stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM → SIGKILL grace.")
+    orphan_grace_s: float = Field(
+        15.0, gt=0, description="A replica whose controller lease is not renewed this long stops itself."
+    )
+    cold_start_estimate_s: float | None = Field(None, gt=0, description="Used until cold starts are measured.")
+    hourly_usd: float = Field(0.0, ge=0, description="Price of one replica-hour, for cost.")
+    billing: Literal["per_second", "per_hour"] = "per_second"
+    spot: SpotSpec | None = None
+
+
+class ScalingSpec(_Spec):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    scale_out_cooldown_s: float = Field(60.0, ge=0)
+    scale_in_cooldown_s: float = Field(180.0, ge=0)
+    scale_to_zero_after_s: float = Field(300.0, ge=0, description="With min 0: idle this long before going to 0.")
+    tick_s: float = Field(1.0, gt=0, description="Controller period in policy seconds.")
+    policies: list[AnyPolicySpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas = {self.max_replicas}: must be >= min_replicas = {self.min_replicas}")
+        return self
+
+
+class PoolSpec(_Spec):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Model id clients send.")
+    engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec)
+    replica: ReplicaSpec = Field(default_factory=ReplicaSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    fallback: str | None = Field(None, description="Pool that takes overflow when this one would miss the SLO.")
+
+
+class SloSpec(_Spec):
+    ttft_p95_s: float = Field(0.5, gt=0)
+    latency_p95_s: float = Field(3.0, gt=0)
+    window_s: float = Field(300.0, gt=0)
+
+
+class GatewaySpec(_Spec):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_queue: int = Field(1000, ge=1, description="Requests held while every slot is busy; 429 beyond.")
+    request_timeout_s: float = Field(600.0, gt=0)
+    default_deadline_s: float = Field(120.0, gt=0, description="Longest a request waits for a slot by default.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    retries: int = Field(2, ge=0, description="Retries on another replica when one fails before the first byte.")
+
+
+class Config(_Spec):
+    pools: list[PoolSpec] = Field(min_length=1)
+    slo: SloSpec = Field(default_factory=SloSpec)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+
+    @model_validator(mode="after")
+    def _pool_refs(self) -> Config:
+        names = [p.name for p in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pools: duplicate name(s) {dupes}")
+        for p in self.pools:
+            if p.fallback is not None and (p.fallback not in names or p.fallback == p.name):
+                raise ValueError(f"pools[{p.name}].fallback = {p.fallback!r}: must name another pool")
+        return self
+
+    def pool(self, name: str) -> PoolSpec:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def default_threads_per_replica(max_replicas: int, cores: int | None = None) -> int:
+    """Threads × replicas must not exceed the cores: oversubscribed llama.cpp replicas collapse (measured ~20×)."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, max_replicas))
+
+
+def default_config() -> Config:
+    """The embedded default: one llama.cpp pool of the packaged Gemma 3 270M, sized for a 2-core machine."""
+    return Config.model_validate(
+        {
+            "pools": [
+                {
+                    "name": "default",
+                    "engine": {"kind": "llamacpp", "model": "default", "slots": 4},
+                    "replica": {"startup_timeout_s": 120, "drain_timeout_s": 60, "cold_start_estimate_s": 5},
+                    "scaling": {
+                        "min_replicas": 1,
+                        "max_replicas": 2,
+                        "policies": [
+                            {"kind": "target_tracking", "target": 30},
+                            {"kind": "queue_depth", "target": 4},
+                        ],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with a `pools:` list")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid config ({exc.error_count()} problem(s))"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else f" = {value!r}"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see docs/config.md)"
+        lines.append(f"  `{loc}`{shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and part in _UNION_TAGS
+
+
+_UNION_TAGS = {"llamacpp", "vllm", "tgi", "openai", *POLICY_SPECS}
+
+
+def build_controller(pool: PoolSpec) -> Controller:
+    s = pool.scaling
+    rules = ScalingRules(s.min_replicas, s.max_replicas, s.scale_out_cooldown_s, s.scale_in_cooldown_s,
+                         s.scale_to_zero_after_s)
+    specs: list[PolicySpec] = list(s.policies)
+    return Controller(pool.name, rules, [spec.build() for spec in specs])

@@ -1,0 +1,44 @@
+"""The provider contract: put a replica's server somewhere, find its address, tell if it still exists, remove it.
+
+Providers know nothing of health, routing or policy: ``serve/fleet.py`` runs the lifecycle (startup timeout, health
+checks, drain, replace) over any provider, so local processes, Ray actors and future backends behave the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ebbtide.config import PoolSpec
+
+__all__ = ["Launched", "Provider"]
+
+
+@dataclass(frozen=True, slots=True)
+class Launched:
+    """Where a replica runs. ``handle`` holds provider-specific, JSON-serialisable facts (pid, node id, actor)."""
+
+    replica_id: str
+    pool: str
+    base_url: str
+    handle: dict[str, str | int | float] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+
+    async def launch(self, pool: PoolSpec, replica_id: str) -> Launched: ...
+
+    async def terminate(self, launched: Launched, grace_s: float) -> None:
+        """SIGTERM (or equivalent), then force after ``grace_s``. Idempotent."""
+        ...
+
+    async def alive(self, launched: Launched) -> bool:
+        """Whether the process/actor still exists (not whether it is healthy)."""
+        ...
+
+    async def renew(self, launched: Launched) -> None:
+        """Renew the controller lease; a replica whose lease lapses stops itself (no orphans)."""
+        ...
+
+    async def close(self) -> None: ...
