@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ebbtide.config import PoolSpec
+from ebbtide.engines.base import Engine
 
 __all__ = ["Launched", "Provider"]
 
@@ -27,7 +28,9 @@ class Launched:
 class Provider(Protocol):
     name: str
 
-    async def launch(self, pool: PoolSpec, replica_id: str) -> Launched: ...
+    async def launch(self, pool: PoolSpec, engine: Engine, replica_id: str) -> Launched:
+        """Start the engine's server for ``replica_id``; return at once with its address (readiness is polled)."""
+        ...
 
     async def terminate(self, launched: Launched, grace_s: float) -> None:
         """SIGTERM (or equivalent), then force after ``grace_s``. Idempotent."""

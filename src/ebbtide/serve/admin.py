@@ -1,0 +1,96 @@
+"""Admin API under ``/admin/api/`` (bearer token): state, replicas, decisions, events; scale, pause, resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from ebbtide.core.controller import ScaleDecision
+from ebbtide.serve.errors import ApiError
+from ebbtide.serve.runtime import PoolRuntime, Runtime
+
+__all__ = ["admin_routes", "decision_dict"]
+
+
+def decision_dict(d: ScaleDecision) -> dict[str, Any]:
+    return {
+        "at": d.at_s, "pool": d.pool, "current": d.current, "desired": d.desired, "direction": d.direction,
+        "min_replicas": d.min_replicas, "max_replicas": d.max_replicas, "bounds_source": d.bounds_source,
+        "blocked_by": d.blocked_by, "opinions": [asdict(o) for o in d.opinions], "notes": list(d.notes),
+    }
+
+
+def _pool_state(pr: PoolRuntime) -> dict[str, Any]:
+    return {
+        "desired": pr.fleet.desired,
+        "paused": pr.paused,
+        "queue_depth": pr.fleet.broker.queue_depth,
+        "arrivals_total": pr.arrivals_total,
+        "replicas": [
+            {"id": r.replica_id, "state": r.state.value, "url": r.base_url, "inflight": r.inflight, "slots": r.slots,
+             "requested_at": r.requested_at, "ready_at": r.ready_at, "variant": r.variant}
+            for r in pr.fleet.replicas.values()
+        ],
+        "last_decision": decision_dict(pr.last_decision) if pr.last_decision else None,
+    }
+
+
+def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list[web.RouteDef]:
+    def pool_of(request: web.Request) -> PoolRuntime:
+        name = request.match_info["pool"]
+        if name not in runtime.pools:
+            raise ApiError(404, f"pool {name!r} not found", "pool_not_found")
+        return runtime.pools[name]
+
+    def since(request: web.Request) -> float:
+        try:
+            return float(request.query.get("since", "0"))
+        except ValueError:
+            raise ApiError(400, "`since` must be a unix time in seconds", "invalid_value", "since") from None
+
+    async def state(request: web.Request) -> web.Response:
+        guard(request)
+        return web.json_response({"pools": {n: _pool_state(p) for n, p in runtime.pools.items()}})
+
+    async def decisions(request: web.Request) -> web.Response:
+        guard(request)
+        rows = runtime.store.decisions(since(request), request.query.get("pool"))
+        return web.json_response({"decisions": rows})
+
+    async def events(request: web.Request) -> web.Response:
+        guard(request)
+        return web.json_response({"events": runtime.store.events(since(request), request.query.get("pool"))})
+
+    async def scale(request: web.Request) -> web.Response:
+        guard(request)
+        pr = pool_of(request)
+        try:
+            body = json.loads(await request.read())
+            replicas = int(body["replicas"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, 'body must be {"replicas": N}', "invalid_body") from None
+        if not 0 <= replicas <= pr.spec.scaling.max_replicas:
+            raise ApiError(400, f"replicas = {replicas}: must be in [0, {pr.spec.scaling.max_replicas}]",
+                           "invalid_value", "replicas")
+        pr.paused = True
+        pr.fleet.set_desired(replicas)
+        return web.json_response({"pool": pr.spec.name, "desired": replicas, "paused": True})
+
+    async def pause(request: web.Request) -> web.Response:
+        guard(request)
+        pr = pool_of(request)
+        pr.paused = request.path.endswith("/pause")
+        return web.json_response({"pool": pr.spec.name, "paused": pr.paused})
+
+    return [
+        web.get("/admin/api/state", state),
+        web.get("/admin/api/decisions", decisions),
+        web.get("/admin/api/events", events),
+        web.post("/admin/api/pools/{pool}/scale", scale),
+        web.post("/admin/api/pools/{pool}/pause", pause),
+        web.post("/admin/api/pools/{pool}/resume", pause),
+    ]

@@ -1,0 +1,187 @@
+"""Replica lifecycle for one pool over any provider: start, wait ready (startup timeout), health-check, drain, replace.
+
+``requested → starting → ready → draining → stopped``, plus ``failed``. The fleet keeps ``desired`` replicas with
+capacity (requested/starting/ready) and replaces failed ones; every transition is an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import aiohttp
+
+from ebbtide.config import PoolSpec
+from ebbtide.core.signals import CAPACITY_STATES, ReplicaState
+from ebbtide.engines.base import Engine, Health
+from ebbtide.providers.base import Launched, Provider
+from ebbtide.serve.broker import Replica, SlotBroker
+from ebbtide.serve.clock import WallClock
+
+__all__ = ["EventSink", "Fleet"]
+
+EventSink = Callable[[str, Replica | None, str], None]
+STARTUP_POLL_S = 0.05
+
+
+class Fleet:
+    def __init__(
+        self,
+        pool: PoolSpec,
+        provider: Provider,
+        engine: Engine,
+        session: aiohttp.ClientSession,
+        emit: EventSink,
+        next_id: Callable[[], str],
+        max_queue: int,
+        clock: WallClock | None = None,
+    ) -> None:
+        self.pool = pool
+        self.provider = provider
+        self.engine = engine
+        self.session = session
+        self.emit = emit
+        self.next_id = next_id
+        self.clock = clock or WallClock()
+        self.replicas: dict[str, Replica] = {}
+        self.desired = 0
+        self.broker = SlotBroker(self.live_replicas, max_queue)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def live_replicas(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.state not in (ReplicaState.STOPPED, ReplicaState.FAILED)]
+
+    def capacity(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.state in CAPACITY_STATES]
+
+    def set_desired(self, desired: int) -> None:
+        self.desired = max(0, desired)
+        self._reconcile()
+
+    def adopt(self, replica: Replica, launched: Launched) -> None:
+        self.replicas[replica.replica_id] = replica
+        self._spawn(self._watch_ready(replica, launched, adopted=True))
+
+    def _reconcile(self) -> None:
+        if self._closing:
+            return
+        have = self.capacity()
+        for _ in range(self.desired - len(have)):
+            self._start_one()
+        excess = len(have) - self.desired
+        if excess > 0:
+            for victim in sorted(have, key=_victim_order)[:excess]:
+                self._spawn(self._drain(victim, f"scale-in to {self.desired}"))
+
+    def _start_one(self) -> None:
+        replica = Replica(self.next_id(), self.pool.name, self.engine.slots, requested_at=self.clock.now())
+        self.replicas[replica.replica_id] = replica
+        self.emit("requested", replica, f"desired {self.desired}")
+        self._spawn(self._launch(replica))
+
+    async def _launch(self, replica: Replica) -> None:
+        try:
+            launched = await self.provider.launch(self.pool, self.engine, replica.replica_id)
+        except Exception as exc:  # noqa: BLE001 - any launch failure is a replica failure, reported and replaced
+            self._fail(replica, f"launch failed: {exc}")
+            return
+        replica.base_url, replica.handle = launched.base_url, dict(launched.handle)
+        if replica.state is not ReplicaState.REQUESTED:
+            await self.provider.terminate(launched, self.pool.replica.stop_grace_s)
+            return
+        replica.state = ReplicaState.STARTING
+        self.emit("starting", replica, f"{launched.base_url} {launched.handle}")
+        await self._watch_ready(replica, launched, adopted=False)
+
+    async def _watch_ready(self, replica: Replica, launched: Launched, adopted: bool) -> None:
+        deadline = replica.requested_at + self.pool.replica.startup_timeout_s
+        while replica.state is ReplicaState.STARTING:
+            if not await self.provider.alive(launched):
+                self._fail(replica, "process exited during startup")
+                return
+            if await self.engine.health(self.session, replica.base_url) is Health.READY:
+                replica.state, replica.ready_at = ReplicaState.READY, self.clock.now()
+                took = replica.ready_at - replica.requested_at
+                self.emit("adopted" if adopted else "ready", replica, f"ready after {took:.2f}s")
+                self.broker.wake()
+                return
+            if self.clock.now() > deadline:
+                self._fail(replica, f"not ready within startup_timeout_s {self.pool.replica.startup_timeout_s:g}")
+                return
+            await asyncio.sleep(STARTUP_POLL_S)
+
+    async def check_health(self) -> None:
+        """One health pass over ready/draining replicas; also renews every live replica's lease."""
+        for replica in list(self.live_replicas()):
+            launched = self._launched(replica)
+            await self.provider.renew(launched)
+            if replica.state is not ReplicaState.READY:
+                continue
+            if not await self.provider.alive(launched):
+                self._fail(replica, "process exited")
+                continue
+            if await self.engine.health(self.session, replica.base_url) is Health.READY:
+                replica.health_failures = 0
+                continue
+            replica.health_failures += 1
+            if replica.health_failures >= self.pool.replica.health_failures:
+                self._fail(replica, f"{replica.health_failures} consecutive failed health checks")
+
+    async def suspect(self, replica: Replica) -> None:
+        """A proxied request saw a connection failure: check now instead of at the next interval."""
+        if replica.state is ReplicaState.READY and not await self.provider.alive(self._launched(replica)):
+            self._fail(replica, "process exited (seen by a request)")
+
+    def _fail(self, replica: Replica, reason: str) -> None:
+        if replica.state in (ReplicaState.FAILED, ReplicaState.STOPPED):
+            return
+        replica.state = ReplicaState.FAILED
+        self.emit("failed", replica, reason)
+        if replica.base_url:
+            self._spawn(self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s))
+        self._reconcile()
+
+    async def _drain(self, replica: Replica, reason: str) -> None:
+        was_ready = replica.state is ReplicaState.READY
+        replica.state = ReplicaState.DRAINING
+        self.emit("draining", replica, f"{reason}; {replica.inflight} in flight")
+        deadline = self.clock.monotonic() + self.pool.replica.drain_timeout_s
+        while was_ready and replica.inflight > 0 and self.clock.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = replica.inflight
+        if replica.base_url:
+            await self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s)
+        replica.state = ReplicaState.STOPPED
+        self.emit("stopped", replica, f"drained ({left} still in flight at stop)" if left else "drained")
+
+    def _launched(self, replica: Replica) -> Launched:
+        return Launched(replica.replica_id, replica.pool, replica.base_url, replica.handle)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget_stopped(self, keep: int = 20) -> None:
+        gone = [r for r in self.replicas.values() if r.state in (ReplicaState.STOPPED, ReplicaState.FAILED)]
+        for r in gone[: max(0, len(gone) - keep)]:
+            del self.replicas[r.replica_id]
+
+    async def close(self, keep_replicas: bool = False) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if keep_replicas:
+            return
+        await asyncio.gather(
+            *(self._drain(r, "shutdown") for r in self.live_replicas()), return_exceptions=True
+        )
+
+
+def _victim_order(r: Replica) -> tuple[int, int, float, str]:
+    not_ready_first = 0 if r.state is not ReplicaState.READY else 1
+    return (not_ready_first, r.inflight, -r.requested_at, r.replica_id)

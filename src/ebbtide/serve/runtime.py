@@ -1,0 +1,190 @@
+"""Everything one gateway process runs: per-pool fleets and controllers, the store, metrics, event reporting.
+
+``tick()`` is one controller iteration (what tests call); ``run_controller()`` only waits for the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ebbtide.config import Config, PoolSpec, build_controller
+from ebbtide.engines import build_engine
+from ebbtide.core.controller import Controller, ControllerState, ScaleDecision
+from ebbtide.core.signals import PoolSignals, ReplicaState
+from ebbtide.providers.base import Provider
+from ebbtide.serve.broker import Replica
+from ebbtide.serve.clock import PolicyClock, WallClock
+from ebbtide.serve.fleet import Fleet
+from ebbtide.serve.metrics import GatewayMetrics
+from ebbtide.serve.store import Store
+
+__all__ = ["PoolRuntime", "Runtime"]
+
+Reporter = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(eq=False)
+class PoolRuntime:
+    spec: PoolSpec
+    fleet: Fleet
+    controller: Controller
+    state: ControllerState
+    arrivals_total: int = 0
+    completions_total: int = 0
+    last_arrival_s: float | None = None
+    paused: bool = False
+    last_recorded: tuple[Any, ...] = field(default=())
+    last_decision: ScaleDecision | None = None
+
+
+class Runtime:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        provider: Provider,
+        policy_clock: PolicyClock,
+        report: Reporter | None = None,
+        wall: WallClock | None = None,
+        model_cache_dir: Path | None = None,
+    ) -> None:
+        self.model_cache_dir = model_cache_dir
+        self.cfg = cfg
+        self.store = store
+        self.provider = provider
+        self.policy_clock = policy_clock
+        self.wall = wall or WallClock()
+        self.report = report or (lambda kind, data: None)
+        self.metrics = GatewayMetrics()
+        self.pools: dict[str, PoolRuntime] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ids = itertools.count(len(store.replicas()) + 1)
+        self._last_cost_at = self.wall.monotonic()
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        for spec in self.cfg.pools:
+            engine = build_engine(spec.engine, self.model_cache_dir)
+            fleet = Fleet(
+                spec, self.provider, engine, self.session, self._emitter(spec.name), self._next_id(spec.name),
+                self.cfg.gateway.max_queue, self.wall,
+            )
+            controller = build_controller(spec)
+            self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
+        await self.tick()
+
+    def run_background(self) -> None:
+        self._tasks = [
+            asyncio.ensure_future(self.run_controller()),
+            asyncio.ensure_future(self.run_health()),
+        ]
+
+    def _next_id(self, pool: str) -> Callable[[], str]:
+        return lambda: f"{pool}-{next(self._ids)}"
+
+    def _emitter(self, pool: str) -> Callable[[str, Replica | None, str], None]:
+        def emit(kind: str, replica: Replica | None, detail: str) -> None:
+            now = self.wall.now()
+            rid = replica.replica_id if replica else None
+            self.store.add_event(now, pool, rid, kind, detail)
+            if replica is not None:
+                self.store.upsert_replica(
+                    replica.replica_id, pool, replica.state.value, replica.base_url, replica.handle,
+                    replica.requested_at, replica.ready_at,
+                    now if replica.state in (ReplicaState.STOPPED, ReplicaState.FAILED) else None,
+                    replica.variant,
+                )
+                if kind == "ready" and replica.ready_at is not None:
+                    self.metrics.cold_start.labels(pool).observe(replica.ready_at - replica.requested_at)
+            self.report("event", {"at": now, "pool": pool, "replica": rid, "kind": kind, "detail": detail})
+
+        return emit
+
+    def signals(self, pr: PoolRuntime, now_s: float) -> PoolSignals:
+        return PoolSignals(
+            pool=pr.spec.name,
+            now_s=now_s,
+            capacity=pr.fleet.desired,
+            replicas=tuple(r.view() for r in pr.fleet.live_replicas()),
+            queue_depth=pr.fleet.broker.queue_depth,
+            arrivals_total=pr.arrivals_total,
+            completions_total=pr.completions_total,
+            last_arrival_s=pr.last_arrival_s,
+        )
+
+    async def tick(self) -> None:
+        now_s = self.policy_clock.now()
+        for pr in self.pools.values():
+            decision, pr.state = pr.controller.decide(self.signals(pr, now_s), pr.state, now_s)
+            pr.last_decision = decision
+            self._record(pr, decision)
+            if not pr.paused:
+                pr.fleet.set_desired(decision.desired)
+            pr.fleet.forget_stopped()
+        self._update_gauges()
+
+    def _record(self, pr: PoolRuntime, d: ScaleDecision) -> None:
+        considered = d.direction != "none" or d.blocked_by or any(
+            o.desired is not None and o.desired != d.current for o in d.opinions
+        )
+        key = (d.current, d.desired, d.blocked_by, d.min_replicas, d.max_replicas, tuple(o.desired for o in d.opinions))
+        if not considered or (d.direction == "none" and key == pr.last_recorded):
+            return
+        pr.last_recorded = key
+        self.store.add_decision(d)
+        if d.direction != "none":
+            self.metrics.decisions.labels(pr.spec.name, d.direction).inc()
+        self.report("decision", {"decision": d})
+
+    def _update_gauges(self) -> None:
+        now = self.wall.monotonic()
+        dt_h, self._last_cost_at = (now - self._last_cost_at) / 3600.0, now
+        m = self.metrics
+        for name, pr in self.pools.items():
+            live = pr.fleet.live_replicas()
+            m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
+            for state in ("starting", "ready", "draining", "failed"):
+                m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
+            m.cost.labels(name).inc(len(live) * pr.spec.replica.hourly_usd * dt_h)
+            m.inflight.clear()
+            for r in live:
+                m.inflight.labels(name, r.replica_id).set(r.inflight)
+
+    async def run_controller(self) -> None:
+        period = min(p.scaling.tick_s for p in self.cfg.pools) / self.policy_clock.scale
+        while True:
+            await asyncio.sleep(max(period, 0.05))
+            try:
+                await self.tick()
+            except Exception as exc:  # noqa: BLE001 - a failed tick is reported; the loop must keep ticking
+                self.report("error", {"where": "controller tick", "error": repr(exc)})
+
+    async def run_health(self) -> None:
+        period = min(p.replica.health_interval_s for p in self.cfg.pools)
+        while True:
+            await asyncio.sleep(period)
+            for pr in self.pools.values():
+                try:
+                    await pr.fleet.check_health()
+                except Exception as exc:  # noqa: BLE001 - health pass errors must not stop health checking
+                    self.report("error", {"where": "health check", "error": repr(exc)})
+
+    async def close(self, keep_replicas: bool = False) -> None:
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(pr.fleet.close(keep_replicas) for pr in self.pools.values()))
+        if self.session is not None:
+            await self.session.close()
+        await self.provider.close()
