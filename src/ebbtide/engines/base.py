@@ -1,7 +1,7 @@
 """The engine contract: how to launch a replica's server, tell loading from ready, and read its metrics.
 
-Engines do no process management (that is the provider's job) and no routing. ``health`` and metrics parsing are
-the only I/O-facing parts; ``parse_metrics`` is pure so it can be tested on recorded text.
+Engines do no process management (that is the provider's job) and no routing. ``health`` and metrics parsing
+are the only I/O-facing parts; ``parse_metrics`` is pure so it can be tested on recorded text.
 """
 
 from __future__ import annotations

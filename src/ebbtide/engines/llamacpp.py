@@ -1,0 +1,86 @@
+"""llama.cpp replicas: launched as ``python -m ebbtide.engines.llamacpp_worker`` (llama-server in-process).
+
+Health: ``GET /health`` → 200 READY, 503 LOADING (llama.cpp answers while the model loads), anything else or
+no answer within the timeout → DOWN. A fresh worker is DOWN for its first ~0.2 s (the interpreter starts
+before the listener), then LOADING, then READY; a provider treats DOWN as "not yet" until its startup
+timeout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from ebbtide.config import LlamaCppEngineSpec
+from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, get_status, sample_values
+from ebbtide.engines.base import EngineStats, Health, LaunchPlan
+
+__all__ = ["DEFAULT_LEASE_TIMEOUT_S", "WORKER_MODULE", "LlamaCppEngine"]
+
+WORKER_MODULE = "ebbtide.engines.llamacpp_worker"
+DEFAULT_LEASE_TIMEOUT_S = 15.0
+
+
+class LlamaCppEngine:
+    """Usage: ``LlamaCppEngine(spec, resolve_model_path(spec.model), lease_timeout_s=orphan_grace_s)``."""
+
+    kind = "llamacpp"
+    launches = True
+
+    def __init__(
+        self,
+        spec: LlamaCppEngineSpec,
+        model_path: Path,
+        *,
+        lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+        alias: str | None = None,
+        health_timeout_s: float = HEALTH_TIMEOUT_S,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.spec = spec
+        self.model_path = model_path
+        self.slots = spec.slots
+        self.lease_timeout_s = lease_timeout_s
+        self.alias = alias
+        self.health_timeout_s = health_timeout_s
+        self.host = host
+
+    def launch_plan(self, port: int, threads: int, lease_path: Path | None) -> LaunchPlan:
+        argv = [
+            sys.executable, "-m", WORKER_MODULE,
+            "--model", str(self.model_path),
+            "--host", self.host,
+            "--port", str(port),
+            "--slots", str(self.spec.slots),
+            "--threads", str(threads),
+            "--ctx-per-slot", str(self.spec.ctx_per_slot),
+        ]  # fmt: skip
+        if lease_path is not None:
+            argv += ["--lease", str(lease_path), "--lease-timeout", f"{self.lease_timeout_s:g}"]
+        if self.alias:
+            argv += ["--alias", self.alias]
+        if self.spec.args:
+            argv += ["--", *self.spec.args]
+        return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
+
+    async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
+        status = await get_status(session, f"{base_url.rstrip('/')}/health", self.health_timeout_s)
+        if status == 200:
+            return Health.READY
+        if status == 503:
+            return Health.LOADING
+        return Health.DOWN
+
+    def parse_metrics(self, text: str) -> EngineStats:
+        v = sample_values(text)
+        return EngineStats(
+            requests_running=first(v, "llamacpp:requests_processing"),
+            requests_waiting=first(v, "llamacpp:requests_deferred"),
+            prompt_tokens_total=first(v, "llamacpp:prompt_tokens_total"),
+            generation_tokens_total=first(v, "llamacpp:tokens_predicted_total"),
+        )
+
+    def upstream_model(self, requested: str) -> str | None:
+        return None

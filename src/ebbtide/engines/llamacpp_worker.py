@@ -1,0 +1,191 @@
+"""One llama.cpp replica: llama.cpp's own HTTP server run in-process through ``xllamacpp``.
+
+Usage::
+
+    python -m ebbtide.engines.llamacpp_worker --model PATH --port P [--host 127.0.0.1] [--slots N]
+        [--threads T] [--ctx-per-slot C] [--lease FILE --lease-timeout S] [--alias NAME] [-- key=value ...]
+
+``/health`` answers 503 while the model loads, then 200. Extra ``key=value`` arguments set ``CommonParams``
+attributes (dotted for nested ones, e.g. ``sampling.temp=0.7``), coerced to the attribute's current type.
+
+Exit codes: 0 after SIGTERM/SIGINT once the model is loaded (during the load the constructor holds the GIL, so
+those signals keep their default action and kill the process at once: there is nothing to clean up yet),
+1 when the model fails to load, 2 on bad arguments, 3 when the lease expired.
+
+The lease: the controller creates ``FILE`` before launching and touches it periodically. If its mtime gets
+older than ``--lease-timeout`` seconds, or it disappears, the worker exits by itself, so no engine outlives a
+SIGKILLed controller while a restarted controller can adopt a live replica just by touching the lease again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = [
+    "EXIT_BAD_ARGS",
+    "EXIT_LEASE_EXPIRED",
+    "EXIT_LOAD_FAILED",
+    "apply_extra_args",
+    "lease_expired",
+    "main",
+]
+
+EXIT_LOAD_FAILED = 1
+EXIT_BAD_ARGS = 2
+EXIT_LEASE_EXPIRED = 3
+LEASE_CHECK_INTERVAL_S = 0.5
+_SHUTDOWN_GRACE_S = 10.0
+
+
+def _log(msg: str) -> None:
+    print(f"ebbtide-worker[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {__spec__.name if __spec__ else __name__}")
+    p.add_argument("--model", required=True, type=Path, help="path to a .gguf file")
+    p.add_argument("--port", required=True, type=int)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--slots", type=int, default=1, help="parallel sequences (n_parallel)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for generation and prompt batches")
+    p.add_argument("--ctx-per-slot", type=int, default=2048, help="n_ctx = slots × this")
+    p.add_argument("--lease", type=Path, default=None, help="file whose mtime the controller keeps fresh")
+    p.add_argument("--lease-timeout", type=float, default=15.0, help="seconds without a touch before exiting")
+    p.add_argument("--alias", default=None, help="model id reported by /v1/models")
+    p.add_argument("extra", nargs="*", help="key=value CommonParams overrides (after --)")
+    return p
+
+
+def _coerce(name: str, raw: str, current: object) -> object:
+    if isinstance(current, bool):
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} = {raw!r}: must be true or false")
+    for kind in (int, float):
+        if isinstance(current, kind):
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} = {raw!r}: must be a {kind.__name__}") from None
+    if current is None or isinstance(current, str):
+        return raw
+    raise ValueError(f"{name}: a {type(current).__name__} setting cannot be set from the command line")
+
+
+def apply_extra_args(params: Any, extra: Sequence[str]) -> None:
+    """Set ``key=value`` pairs on ``params`` (leading dashes dropped, ``-`` read as ``_``).
+
+    Raises ValueError naming the key when it is unknown or its value does not fit the attribute's type.
+    """
+    for item in extra:
+        key, sep, raw = item.partition("=")
+        name = key.lstrip("-").replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"extra argument {item!r}: expected key=value (e.g. cache_prompt=false)")
+        *path, attr = name.split(".")
+        target = params
+        for part in path:
+            if not hasattr(target, part):
+                raise ValueError(f"extra argument {item!r}: unknown llama.cpp parameter group {part!r}")
+            target = getattr(target, part)
+        if attr.startswith("_") or not hasattr(target, attr):
+            raise ValueError(f"extra argument {item!r}: unknown llama.cpp parameter {name!r}")
+        setattr(target, attr, _coerce(name, raw, getattr(target, attr)))
+
+
+def lease_expired(lease: Path, timeout_s: float, now: float) -> bool:
+    """True when the lease file is gone or was last touched more than ``timeout_s`` before ``now`` (epoch)."""
+    try:
+        mtime = lease.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return now - mtime > timeout_s
+
+
+def _watch_lease(lease: Path, timeout_s: float, stop: threading.Event, reason: list[str]) -> None:
+    while not stop.wait(LEASE_CHECK_INTERVAL_S):
+        if lease_expired(lease, timeout_s, time.time()):
+            reason.append("lease")
+            _log(f"lease {lease} not renewed for {timeout_s:g} s: exiting")
+            stop.set()
+
+
+def _build_params(args: argparse.Namespace) -> Any:
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = str(args.model)
+    p.port = args.port
+    p.hostnames = [args.host]
+    p.n_parallel = args.slots
+    p.n_ctx = args.slots * args.ctx_per_slot
+    p.cpuparams.n_threads = args.threads
+    p.cpuparams_batch.n_threads = args.threads
+    p.endpoint_metrics = True
+    p.endpoint_slots = True
+    if args.alias:
+        p.model_alias = args.alias
+    apply_extra_args(p, args.extra)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.slots < 1 or args.threads < 1 or args.ctx_per_slot < 1 or args.lease_timeout <= 0:
+        parser.error("--slots, --threads, --ctx-per-slot and --lease-timeout must be positive")
+    try:
+        params = _build_params(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    import xllamacpp
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    started = time.perf_counter()
+    _log(f"loading {args.model} on {args.host}:{args.port} (slots={args.slots}, threads={args.threads})")
+    try:
+        server = xllamacpp.Server(params)
+    except RuntimeError as exc:
+        _log(f"server failed to start (model load or port bind): {exc}")
+        return EXIT_LOAD_FAILED
+    _log(f"ready in {time.perf_counter() - started:.2f} s")
+
+    stop = threading.Event()
+    reason: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        reason.append(signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    if args.lease is not None:
+        watch_args = (args.lease, args.lease_timeout, stop, reason)
+        threading.Thread(target=_watch_lease, args=watch_args, name="lease", daemon=True).start()
+    while not stop.wait(1.0):
+        pass
+    code = EXIT_LEASE_EXPIRED if reason and reason[0] == "lease" else 0
+    _log(f"stopping ({reason[0] if reason else 'stop'})")
+    watchdog = threading.Timer(_SHUTDOWN_GRACE_S, os._exit, args=(code,))
+    watchdog.daemon = True
+    watchdog.start()
+    del server
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
