@@ -13,14 +13,15 @@ from pathlib import Path
 import openai
 import pytest
 
+from ebbtide.providers.local import free_port
 from tests.gateway_harness import GatewayProcess, gateway, http_json, write_config
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, tiny_gguf_path: Path, free_port: int) -> Iterator[GatewayProcess]:
+def gw(tmp_path_factory: pytest.TempPathFactory, tiny_gguf_path: Path) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("gw")
     cfg = write_config(tmp / "ebbtide.yaml", tiny_gguf_path)
-    with gateway(cfg, tmp / "state", free_port) as g:
+    with gateway(cfg, tmp / "state", free_port()) as g:
         yield g
 
 

@@ -28,8 +28,9 @@ async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return exc.response()
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, f"request body too large (limit {exc.max_size} bytes)", "body_too_large")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].cfg.gateway.max_body_bytes
+        return error_response(413, f"request body too large (limit {limit} bytes)", "body_too_large")
     except web.HTTPNotFound:
         return error_response(404, f"no route {request.method} {request.path}", "unknown_route")
     except web.HTTPMethodNotAllowed:
