@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import urllib.error
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -56,7 +56,7 @@ def serve(
     gateway = cfg.gateway.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
     cfg = cfg.model_copy(update={"gateway": gateway})
     try:
-        asyncio.run(run_server(cfg, state_dir, time_scale, keep_replicas, console))
+        uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console))
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
