@@ -19,6 +19,7 @@ app = typer.Typer(
 # One line per area; each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = [
     "ebbtide.serve.cli",
+    "ebbtide.plan.cli",
 ]
 
 
