@@ -20,6 +20,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "ebbtide.serve.cli",
     "ebbtide.plan.cli",
+    "ebbtide.providers.export_cli",
 ]
 
 
