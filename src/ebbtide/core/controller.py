@@ -129,7 +129,11 @@ class Controller:
         )
         if in_cooldown and not forced_by_min and target <= state.last_scale_out_target and decision.current > 0:
             notes.append(f"scale-out to {target} within cooldown of the last scale-out to {state.last_scale_out_target}")
-            return _with(decision, decision.current, "scale_out_cooldown", notes), state
+            if decision.current >= decision.min_replicas:
+                return _with(decision, decision.current, "scale_out_cooldown", notes), state
+            # Below the min bound (a replica failed): only the part up to the min is forced.
+            forced = ControllerState(state.policy_states, state.last_scale_out_s, state.last_scale_out_target, now_s)
+            return _with(decision, decision.min_replicas, "scale_out_cooldown", notes), forced
         new_state = ControllerState(state.policy_states, now_s, target, now_s)
         return _with(decision, target, None, notes), new_state
 
@@ -143,18 +147,20 @@ class Controller:
         notes: list[str],
     ) -> tuple[ScaleDecision, ControllerState]:
         forced_by_max = decision.current > hi
-        if (
-            not forced_by_max
-            and state.last_scaling_s is not None
-            and now_s - state.last_scaling_s < self.rules.scale_in_cooldown_s
-        ):
+        if state.last_scaling_s is not None and now_s - state.last_scaling_s < self.rules.scale_in_cooldown_s:
             left = self.rules.scale_in_cooldown_s - (now_s - state.last_scaling_s)
             notes.append(f"scale-in to {target} waits {left:.0f}s more of scale_in_cooldown")
-            return _with(decision, decision.current, "scale_in_cooldown", notes), state
+            if not forced_by_max:
+                return _with(decision, decision.current, "scale_in_cooldown", notes), state
+            # Only the part above the max bound is forced; going further down still waits for the cooldown.
+            target, blocked = hi, "scale_in_cooldown"
+        else:
+            blocked = None
+        # Capacity removed here no longer counts as "added by the last scale-out" for the scale-out cooldown.
         new_state = ControllerState(
-            state.policy_states, state.last_scale_out_s, state.last_scale_out_target, now_s
+            state.policy_states, state.last_scale_out_s, min(state.last_scale_out_target, target), now_s
         )
-        return _with(decision, target, None, notes), new_state
+        return _with(decision, target, blocked, notes), new_state
 
 
 def _with(decision: ScaleDecision, desired: int, blocked_by: str | None, notes: list[str]) -> ScaleDecision:

@@ -24,7 +24,8 @@ def estimate_wait_s(
     With no ready slot the wait starts with the time until one is expected (``ready_eta_s``, e.g. a cold start).
     """
     if ready_slots <= 0:
-        return ready_eta_s + mean_service_s * math.floor(queue_ahead + 1)
+        # The request waits for a slot, not for its own service: nobody ahead = just the cold start.
+        return ready_eta_s + mean_service_s * queue_ahead
     return mean_service_s * math.floor(queue_ahead / ready_slots)
 
 

@@ -50,7 +50,8 @@ class QueueDepthPolicy:
             reason = f"queue {queue} at zero replicas"
         else:
             ratio = (queue / current) / spec.target
-            if abs(ratio - 1.0) <= spec.tolerance:
+            # Exactly 10% off counts as within tolerance, whatever the float rounding of the ratio.
+            if abs(ratio - 1.0) <= spec.tolerance + 1e-9:
                 raw, reason = current, f"queue {queue}/{current} replicas within tolerance of {spec.target:g}"
             else:
                 raw = math.ceil(current * ratio - 1e-9)

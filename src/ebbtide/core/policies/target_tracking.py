@@ -101,16 +101,18 @@ class TargetTrackingPolicy:
         needed = math.ceil(state.last_invocations / spec.target - 1e-9)
         out_n, in_n = spec.scale_out_datapoints, spec.scale_in_datapoints
         if len(points) >= out_n and all(p > spec.target for p in points[-out_n:]):
+            # The high alarm only adds capacity: with replicas starting, ``needed`` can be below capacity.
             return Recommendation(
                 self.name,
-                max(needed, 1),
+                max(needed, signals.capacity, 1),
                 f"saw {latest:.0f} invocations/replica/min > {spec.target:g} for {out_n} min",
             )
         threshold = spec.scale_in_ratio * spec.target
         if len(points) >= in_n and all(p < threshold for p in points[-in_n:]):
+            # The low alarm only removes capacity.
             return Recommendation(
                 self.name,
-                needed,
+                min(needed, signals.capacity),
                 f"saw {latest:.0f} invocations/replica/min < {threshold:g} for {in_n} min",
             )
         return Recommendation(
