@@ -1,0 +1,56 @@
+"""``build_engine``: the engine for a pool's ``engine:`` spec, dispatched on ``kind`` by a literal dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ebbtide.config import LlamaCppEngineSpec, OpenAIEngineSpec, TgiEngineSpec, VllmEngineSpec
+from ebbtide.engines.base import Engine
+from ebbtide.engines.llamacpp import DEFAULT_LEASE_TIMEOUT_S, LlamaCppEngine
+from ebbtide.engines.models import resolve_model_path
+from ebbtide.engines.openai import OpenAIEngine
+from ebbtide.engines.tgi import TgiEngine
+from ebbtide.engines.vllm import VllmEngine
+
+__all__ = ["AnyEngineSpec", "build_engine"]
+
+AnyEngineSpec = LlamaCppEngineSpec | VllmEngineSpec | TgiEngineSpec | OpenAIEngineSpec
+
+
+def _llamacpp(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
+    assert isinstance(spec, LlamaCppEngineSpec)
+    return LlamaCppEngine(spec, resolve_model_path(spec.model, cache), lease_timeout_s=lease_timeout_s)
+
+
+def _vllm(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
+    assert isinstance(spec, VllmEngineSpec)
+    return VllmEngine(spec)
+
+
+def _tgi(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
+    assert isinstance(spec, TgiEngineSpec)
+    return TgiEngine(spec)
+
+
+def _openai(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
+    assert isinstance(spec, OpenAIEngineSpec)
+    return OpenAIEngine(spec)
+
+
+_BUILDERS: dict[str, Callable[[AnyEngineSpec, Path | None, float], Engine]] = {
+    "llamacpp": _llamacpp,
+    "vllm": _vllm,
+    "tgi": _tgi,
+    "openai": _openai,
+}
+
+
+def build_engine(
+    spec: AnyEngineSpec,
+    model_cache_dir: Path | None = None,
+    *,
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+) -> Engine:
+    """The engine for a pool's ``engine:`` spec; llama.cpp resolves its model now (ModelNotFoundError)."""
+    return _BUILDERS[spec.kind](spec, model_cache_dir, lease_timeout_s)
