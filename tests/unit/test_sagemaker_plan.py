@@ -1,4 +1,4 @@
-"""``export sagemaker``: the calls built from a config, the seed's traps as warnings, refusals naming the field."""
+"""``export sagemaker``: calls from a config, the seed's traps as warnings, refusals naming the field."""
 
 from __future__ import annotations
 

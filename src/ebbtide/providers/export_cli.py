@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ebbtide.config import Config, ConfigError, PoolSpec, load_config
 
@@ -42,7 +43,7 @@ def _err() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    _err().print(f"[red]error:[/red] {message}", markup=True)
+    _err().print(f"[red]error:[/red] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 
@@ -68,7 +69,7 @@ def _pick(cfg: Config, path: Path, name: str | None) -> PoolSpec:
 
 def _warn(lines: list[str]) -> None:
     for line in lines:
-        _err().print(f"[yellow]warning:[/yellow] {line}", markup=True)
+        _err().print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True)
 
 
 @export_app.command("sagemaker")
@@ -158,7 +159,7 @@ def import_sagemaker(
         typer.echo(text, nl=False)
     else:
         out.write_text(text)
-        _err().print(f"wrote {out}")
+        _err().print(f"wrote {out}", markup=False)
 
 
 @export_app.command("kubernetes")
@@ -178,7 +179,6 @@ def export_kubernetes(
     try:
         written, warnings = write_manifests(
             cfg,
-            config.read_text(),
             out,
             autoscaler=autoscaler,
             namespace=namespace,
