@@ -19,12 +19,16 @@ app = typer.Typer(
 # One line per area; each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = [
     "ebbtide.serve.cli",
+    "ebbtide.serve.decisions_cli",
     "ebbtide.plan.cli",
     "ebbtide.providers.export_cli",
 ]
 
 
 def _register_all() -> None:
+    if getattr(app, "_ebbtide_registered", False):
+        return
+    app._ebbtide_registered = True  # type: ignore[attr-defined]
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
 
