@@ -1,4 +1,4 @@
-"""concurrency against the Knative Pod Autoscaler (KPA): stable/panic windows, panic threshold, rate limits."""
+"""concurrency against the Knative Pod Autoscaler (KPA): stable/panic windows, threshold, rate limits."""
 
 from __future__ import annotations
 
