@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,14 @@ def test_lease_expiry_both_sides_of_the_timeout(tmp_path: Path) -> None:
 
 def test_missing_lease_is_expired(tmp_path: Path) -> None:
     assert lease_expired(tmp_path / "gone", timeout_s=1e9, now=0.0)
+
+
+def test_worker_module_imports_stay_light() -> None:
+    """Every replica starts through this module: pydantic/aiohttp/config would add ~1.5 s per start."""
+    code = (
+        "import sys, ebbtide.engines.llamacpp_worker\n"
+        "heavy = ('pydantic', 'aiohttp', 'ebbtide.config', 'prometheus_client', 'xllamacpp')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""

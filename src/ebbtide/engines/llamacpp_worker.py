@@ -8,9 +8,11 @@ Usage::
 ``/health`` answers 503 while the model loads, then 200. Extra ``key=value`` arguments set ``CommonParams``
 attributes (dotted for nested ones, e.g. ``sampling.temp=0.7``), coerced to the attribute's current type.
 
-Exit codes: 0 after SIGTERM/SIGINT once the model is loaded (during the load the constructor holds the GIL, so
-those signals keep their default action and kill the process at once: there is nothing to clean up yet),
-1 when the model fails to load, 2 on bad arguments, 3 when the lease expired.
+Exit codes: 0 after SIGTERM/SIGINT once the model is loaded, at once even with streams open (drain first);
+1 when the server cannot start (model load failure, port taken); 2 on bad arguments; 3 when the lease
+expired. While the model loads the xllamacpp constructor holds the GIL, so SIGTERM/SIGINT keep their default
+action then and end the process immediately (return code -15/-2): there is nothing to clean up yet. The lease
+is likewise first checked right after the load.
 
 The lease: the controller creates ``FILE`` before launching and touches it periodically. If its mtime gets
 older than ``--lease-timeout`` seconds, or it disappears, the worker exits by itself, so no engine outlives a
@@ -43,7 +45,6 @@ EXIT_LOAD_FAILED = 1
 EXIT_BAD_ARGS = 2
 EXIT_LEASE_EXPIRED = 3
 LEASE_CHECK_INTERVAL_S = 0.5
-_SHUTDOWN_GRACE_S = 10.0
 
 
 def _log(msg: str) -> None:
@@ -163,7 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log(f"server failed to start (model load or port bind): {exc}")
         return EXIT_LOAD_FAILED
     _log(f"ready in {time.perf_counter() - started:.2f} s")
+    code = _run_until_stopped(server, args.lease, args.lease_timeout)
+    sys.stderr.flush()
+    # llama.cpp's Server destructor waits up to ~30 s for open streams while holding the GIL, and there is
+    # nothing to flush (draining is the provider's job, before SIGTERM): end the process now.
+    os._exit(code)
 
+
+def _run_until_stopped(server: object, lease: Path | None, lease_timeout_s: float) -> int:
+    """Block while ``server`` (kept referenced here) serves; return the exit code once told to stop."""
     stop = threading.Event()
     reason: list[str] = []
 
@@ -173,18 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    if args.lease is not None:
-        watch_args = (args.lease, args.lease_timeout, stop, reason)
+    if lease is not None:
+        watch_args = (lease, lease_timeout_s, stop, reason)
         threading.Thread(target=_watch_lease, args=watch_args, name="lease", daemon=True).start()
     while not stop.wait(1.0):
         pass
-    code = EXIT_LEASE_EXPIRED if reason and reason[0] == "lease" else 0
-    _log(f"stopping ({reason[0] if reason else 'stop'})")
-    watchdog = threading.Timer(_SHUTDOWN_GRACE_S, os._exit, args=(code,))
-    watchdog.daemon = True
-    watchdog.start()
-    del server
-    return code
+    _log(f"stopping ({reason[0] if reason else 'stop'}) {type(server).__name__}")
+    return EXIT_LEASE_EXPIRED if reason and reason[0] == "lease" else 0
 
 
 if __name__ == "__main__":
