@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "ebbtide.serve.decisions_cli",
     "ebbtide.plan.cli",
     "ebbtide.providers.export_cli",
+    "ebbtide.serve.keys_cli",
+    "ebbtide.sim.cli",
 ]
 
 
