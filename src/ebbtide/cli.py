@@ -23,7 +23,6 @@ COMMAND_MODULES = [
     "ebbtide.plan.cli",
     "ebbtide.providers.export_cli",
     "ebbtide.serve.keys_cli",
-    "ebbtide.sim.cli",
 ]
 
 
