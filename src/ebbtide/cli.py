@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "ebbtide.serve.decisions_cli",
     "ebbtide.plan.cli",
     "ebbtide.providers.export_cli",
+    "ebbtide.sim.cli",
     "ebbtide.serve.keys_cli",
 ]
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ebbtide.core.controller import Controller, ScalingRules
 from ebbtide.core.policies import POLICY_SPECS, AnyPolicySpec, PolicySpec
+from ebbtide.sim.spec import SIM_UNION_TAGS, SimSpec
 
 __all__ = [
     "Config",
@@ -124,6 +125,7 @@ class PoolSpec(_Spec):
     replica: ReplicaSpec = Field(default_factory=ReplicaSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     fallback: str | None = Field(None, description="Pool that takes overflow when this one would miss the SLO.")
+    sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
 
 
 class SloSpec(_Spec):
@@ -226,7 +228,7 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and part in _UNION_TAGS
 
 
-_UNION_TAGS = {"llamacpp", "vllm", "tgi", "openai", *POLICY_SPECS}
+_UNION_TAGS = {"llamacpp", "vllm", "tgi", "openai", *POLICY_SPECS, *SIM_UNION_TAGS}
 
 
 def build_controller(pool: PoolSpec) -> Controller:

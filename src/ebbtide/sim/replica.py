@@ -1,0 +1,245 @@
+"""Modelled replicas: a continuous-batching server whose speed depends on its batch, advanced by events.
+
+Service models give ``ttft_s(prompt_tokens, batch)`` and ``tpot_s(batch)``, precomputed per batch size up to ``slots``:
+``SeedAssumed`` (the seed's own claim), ``CalibrationTable`` (measured by ``ebbtide calibrate``) and ``Roofline`` (a
+small hardware catalog the plan issue extends).
+
+``SimReplica`` is processor sharing in "virtual tokens": every running sequence advances one token per ``tpot_s(b)``
+seconds, so each sequence finishes at a fixed virtual time and only the replica's next finish is an event. Prefill
+is a head start of ``ttft / tpot`` virtual tokens, so it slows down with the batch too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ebbtide.core.signals import ReplicaState, ReplicaView
+from ebbtide.sim.spec import RooflineService, SeedAssumedService, TableService
+
+__all__ = ["HARDWARE", "Hardware", "ServiceModel", "SimReplica", "load_calibration", "service_model"]
+
+EPS_TOKENS = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceModel:
+    """Per-batch-size tables (index = batch size, 1..slots) plus the prompt length the TTFT figures refer to."""
+
+    label: str
+    slots: int
+    ttft_by_batch: tuple[float, ...]
+    tpot_by_batch: tuple[float, ...]
+    prompt_ref_tokens: int
+    prefill_fixed_share: float = 0.3
+
+    def ttft_s(self, prompt_tokens: int, batch: int) -> float:
+        scale = self.prefill_fixed_share + (1 - self.prefill_fixed_share) * prompt_tokens / self.prompt_ref_tokens
+        return self.ttft_by_batch[batch] * scale
+
+    def tpot_s(self, batch: int) -> float:
+        return self.tpot_by_batch[batch]
+
+    def latency_s(self, prompt_tokens: int, output_tokens: int, batch: int) -> float:
+        """End-to-end seconds of one request at a steady batch (used for wait estimates and docs)."""
+        return self.ttft_s(prompt_tokens, batch) + max(output_tokens - 1, 0) * self.tpot_s(batch)
+
+
+def seed_assumed(spec: SeedAssumedService, slots: int) -> ServiceModel:
+    """Seed 000's assumption: at ``rps_per_replica`` a typical request takes ``typical_latency_s``.
+
+    Little's law gives the nominal batch b_n = rps × latency; TTFT and TPOT are the nominal figures at b_n and scale
+    as (0.5 + 0.5 b/b_n): half fixed cost, half proportional to the batch. Throughput then saturates near
+    slots / latency(slots). This is what "target 600/min" implies, not physics (see docs/seed-wednesday.md).
+    """
+    b_n = max(1.0, spec.rps_per_replica * spec.typical_latency_s)
+    tpot_n = (spec.typical_latency_s - spec.ttft_s) / (spec.output_tokens - 1)
+    factors = [0.5 + 0.5 * b / b_n for b in range(slots + 1)]
+    return ServiceModel(
+        f"as assumed by the seed: {spec.rps_per_replica:g} RPS/replica, typical "
+        f"{spec.prompt_tokens}/{spec.output_tokens} tokens in {spec.typical_latency_s:g} s",
+        slots,
+        tuple(spec.ttft_s * f for f in factors),
+        tuple(tpot_n * f for f in factors),
+        spec.prompt_tokens,
+    )
+
+
+def load_calibration(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read calibration table: {exc}") from exc
+    levels = data.get("levels")
+    if not isinstance(levels, list) or not levels:
+        raise ValueError(f"{path}: `levels` must be a non-empty list")
+    for i, lv in enumerate(levels):
+        for key in ("concurrency", "ttft_p50_s", "tpot_p50_s"):
+            if not isinstance(lv.get(key), int | float) or lv[key] <= 0:
+                raise ValueError(f"{path}: levels[{i}].{key} = {lv.get(key)!r}: must be a number > 0")
+    return data
+
+
+def _interp(xs: list[float], ys: list[float], x: float) -> float:
+    if len(xs) == 1:
+        return ys[0] * x / xs[0] if x > xs[0] else ys[0]
+    if x <= xs[0]:
+        return ys[0]
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return ys[i - 1] + w * (ys[i] - ys[i - 1])
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return ys[-1] + max(slope, 0.0) * (x - xs[-1])
+
+
+def calibration_model(spec: TableService, data: dict[str, Any], slots: int | None, source: str) -> ServiceModel:
+    levels = sorted(data["levels"], key=lambda lv: lv["concurrency"])
+    xs = [float(lv["concurrency"]) for lv in levels]
+    pct = spec.percentile
+    ttft = [float(lv.get(f"ttft_{pct}_s", lv["ttft_p50_s"])) for lv in levels]
+    tpot = [float(lv.get(f"tpot_{pct}_s", lv["tpot_p50_s"])) for lv in levels]
+    n = slots or int(data.get("slots") or xs[-1])
+    return ServiceModel(
+        f"calibration table {source} ({pct})",
+        n,
+        (ttft[0], *(_interp(xs, ttft, b) for b in range(1, n + 1))),
+        (tpot[0], *(_interp(xs, tpot, b) for b in range(1, n + 1))),
+        int(data.get("prompt_tokens", 800)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    name: str
+    bandwidth_gb_s: float  # vendor datasheets (docs/REFERENCES); plan/hardware.py holds the cited catalog
+    fp16_tflops: float  # dense tensor-core FP16, approximate
+
+
+HARDWARE = {
+    h.name: h
+    for h in (
+        Hardware("a10g", 600.0, 70.0),
+        Hardware("l4", 300.0, 121.0),
+        Hardware("l40s", 864.0, 362.0),
+        Hardware("a100-40gb", 1555.0, 312.0),
+        Hardware("a100-80gb", 2039.0, 312.0),
+        Hardware("h100", 3350.0, 989.0),
+    )
+}
+
+
+def roofline(spec: RooflineService, slots: int) -> ServiceModel:
+    """Decode reads all weights plus every sequence's KV cache per step; prefill is compute-bound (2·params FLOPs/token)."""
+    if spec.hardware not in HARDWARE:
+        raise ValueError(f"sim.service.hardware = {spec.hardware!r}: unknown (known: {', '.join(HARDWARE)})")
+    hw = HARDWARE[spec.hardware]
+    bw = hw.bandwidth_gb_s * 1e9 * spec.gpus * spec.efficiency
+    flops = hw.fp16_tflops * 1e12 * spec.gpus * spec.efficiency
+    weights = spec.params_b * 1e9 * spec.bytes_per_param
+    tpot = [(weights + b * spec.kv_bytes_per_token * spec.context_tokens) / bw for b in range(slots + 1)]
+    prefill_per_token = 2 * spec.params_b * 1e9 / flops
+    ttft = [800 * prefill_per_token * max(b, 1) ** 0.5 + tpot[b] for b in range(slots + 1)]
+    return ServiceModel(
+        f"roofline {spec.gpus} x {hw.name}, {spec.params_b:g}B at {spec.bytes_per_param:g} B/param",
+        slots, tuple(ttft), tuple(tpot), 800,
+    )
+
+
+def service_model(
+    spec: SeedAssumedService | TableService | RooflineService, slots: int, base_dir: Path | None = None
+) -> ServiceModel:
+    if isinstance(spec, SeedAssumedService):
+        return seed_assumed(spec, slots)
+    if isinstance(spec, TableService):
+        path = Path(spec.path)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return calibration_model(spec, load_calibration(path), slots, path.name)
+    return roofline(spec, slots)
+
+
+class SimReplica:
+    """One replica's lifecycle and its running batch. Times are seconds since the run's start.
+
+    ``view`` is the ``ReplicaView`` routing sees; views are cached per batch size (they are immutable), so keeping
+    it current costs a list lookup, not an allocation, on every admit and finish.
+    """
+
+    __slots__ = ("_views", "batch", "heap", "last_s", "pos", "ready_s", "replica_id", "requested_s", "scheduled_s",
+                 "service", "slots", "state", "stopped_s", "tpot", "tpots", "v", "view")
+
+    def __init__(self, replica_id: str, service: ServiceModel, requested_s: float) -> None:
+        self.replica_id = replica_id
+        self.service = service
+        self.slots = service.slots
+        self.tpots = service.tpot_by_batch
+        self.requested_s = requested_s
+        self.ready_s: float | None = None
+        self.stopped_s: float | None = None
+        self.v = 0.0
+        self.last_s = requested_s
+        self.batch = 0
+        self.tpot = self.tpots[0]
+        self.heap: list[tuple[float, int, float, float, int]] = []
+        self.scheduled_s = math.inf
+        self.pos = -1  # index in the driver's list of views
+        self.set_state(ReplicaState.STARTING)
+
+    def set_state(self, state: ReplicaState, now_s: float | None = None) -> None:
+        self.state = state
+        if state is ReplicaState.READY and now_s is not None:
+            self.ready_s = now_s
+        self._views: list[ReplicaView | None] = [None] * (self.slots + 1)
+        self.view = self._view()
+
+    def _view(self) -> ReplicaView:
+        v = self._views[self.batch]
+        if v is None:
+            v = ReplicaView(self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s)
+            self._views[self.batch] = v
+        return v
+
+    def admit(self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int) -> float:
+        """Start a request now; returns its TTFT from now (prefill at the new batch size)."""
+        if self.batch:
+            self.v += (now_s - self.last_s) / self.tpot
+        self.last_s = now_s
+        self.batch += 1
+        self.tpot = tpot = self.tpots[self.batch]
+        ttft = self.service.ttft_s(prompt_tokens, self.batch)
+        heapq.heappush(self.heap, (self.v + ttft / tpot + (output_tokens - 1), seq, arrival_s, now_s + ttft,
+                                   output_tokens))
+        self.view = self._view()
+        return ttft
+
+    def pop_due(self, now_s: float, force: bool) -> list[tuple[float, int, float, float, int]]:
+        """Finish every sequence whose virtual finish has been reached (``force``: at least the first one)."""
+        if self.batch:
+            self.v += (now_s - self.last_s) / self.tpot
+        self.last_s = now_s
+        heap, done, limit = self.heap, [], self.v + EPS_TOKENS
+        while heap and (heap[0][0] <= limit or (force and not done)):
+            done.append(heapq.heappop(heap))
+        if done:
+            self.batch -= len(done)
+            self.tpot = self.tpots[self.batch]
+            self.view = self._view()
+        return done
+
+    def next_finish_s(self) -> float:
+        heap = self.heap
+        if not heap:
+            return math.inf
+        ahead = heap[0][0] - self.v
+        return self.last_s + ahead * self.tpot if ahead > 0 else self.last_s
+
+    def abort_all(self) -> list[tuple[float, int, float, float, int]]:
+        done, self.heap, self.batch = self.heap, [], 0
+        self.view = self._view()
+        return done

@@ -1,0 +1,333 @@
+"""Drive the real ``core/`` over modelled time: arrivals, completions, controller ticks, replica lifecycle.
+
+The controller is ``config.build_controller(pool)`` - the same object ``serve`` builds - called every
+``scaling.tick_s`` with a ``PoolSignals`` snapshot; requests are placed by ``core.routing.least_outstanding`` and
+admitted to a FIFO gateway queue by ``core.queueing.admit`` when every slot is busy. Capacity follows the controller's
+desired count the way the live fleet does: new replicas cold-start (and may fail and be replaced); scale-in removes
+not-ready replicas first, then the fewest in-flight, newest first, and drains them (cost stops when they stop).
+
+Usage: ``summary = Simulation(cfg, pool, traffic, RunOptions(start_epoch_s, 86400, seed=1)).run()``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from heapq import heappop, heappush
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ebbtide.config import Config, PoolSpec, build_controller
+from ebbtide.core.controller import Controller, ScaleDecision
+from ebbtide.core.cost import Price, fleet_cost
+from ebbtide.core.queueing import admit, estimate_wait_s
+from ebbtide.core.routing import least_outstanding
+from ebbtide.core.signals import PoolSignals, ReplicaState, ReplicaView
+from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, READY, STARTUP_FAILED, EventClock
+from ebbtide.sim.coldstart import ColdStartModel
+from ebbtide.sim.replica import ServiceModel, SimReplica, service_model
+from ebbtide.sim.results import Mark, Results, bucket
+from ebbtide.sim.spec import SimSpec
+from ebbtide.sim.traffic import Arrivals, Traffic
+
+__all__ = ["RunOptions", "Simulation"]
+
+MINUTE_S = 60.0
+INF = float("inf")
+READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.DRAINING
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    start_epoch_s: float
+    duration_s: float
+    seed: int = 0
+    base_dir: Path | None = None  # resolves relative paths in the pool's ``sim:`` block
+
+
+class Simulation:
+    def __init__(
+        self,
+        cfg: Config,
+        pool: PoolSpec,
+        traffic: Traffic,
+        options: RunOptions,
+        progress: Callable[[float], None] | None = None,
+        controller: Controller | None = None,
+    ) -> None:
+        self.cfg, self.pool, self.traffic, self.opt, self.progress = cfg, pool, traffic, options, progress
+        sim = pool.sim or SimSpec()
+        self.service: ServiceModel = service_model(sim.service, pool.engine.slots, options.base_dir)
+        self.cold = ColdStartModel(sim.cold_start, sim.startup_failure_probability, pool.replica.startup_timeout_s)
+        self.controller = controller or build_controller(pool)
+        self.cstate = self.controller.initial_state()
+        self.price = Price(pool.replica.hourly_usd, pool.replica.billing,
+                           pool.replica.spot.hourly_usd if pool.replica.spot else None)
+        self.results = Results(slo_latency_s=cfg.slo.latency_p95_s, slo_ttft_s=cfg.slo.ttft_p95_s,
+                               window_s=cfg.slo.window_s)
+        self.clock = EventClock(0.0)
+        self.rng = random.Random(options.seed * 1_000_003 + 17)
+        self.replicas: dict[str, SimReplica] = {}
+        self.views: list[ReplicaView] = []
+        self.queue: deque[tuple[float, int, int]] = deque()
+        self.intervals: list[tuple[float, float]] = []
+        self.capacity = self.next_id = self.seq = 0
+        self.arrivals = self.m_arrivals = self.cold_starts = self.startup_failures = 0
+        self.max_queue = self.max_capacity = 0
+        self.last_arrival_s: float | None = None
+        self.mean_latency_s = self.service.latency_s(self.service.prompt_ref_tokens, 300, self.service.slots)
+        self.bounds: tuple[int, int] | None = None
+        self.cold_start_total_s = 0.0
+        n0 = sim.initial_replicas if sim.initial_replicas is not None else pool.scaling.min_replicas
+        for _ in range(n0):
+            self._start_replica(0.0, warm=True)
+
+    # -- replicas --------------------------------------------------------------------------------------------
+
+    def _start_replica(self, now_s: float, warm: bool = False) -> None:
+        self.next_id += 1
+        r = SimReplica(f"r{self.next_id:05d}", self.service, now_s)
+        self.replicas[r.replica_id] = r
+        self.capacity += 1
+        self.max_capacity = max(self.max_capacity, self.capacity)
+        if warm:
+            r.set_state(READY_S, now_s)
+        else:
+            out = self.cold.outcome(self.rng)
+            self.clock.push(now_s + out.after_s, READY if out.ready else STARTUP_FAILED, r)
+        r.pos = len(self.views)
+        self.views.append(r.view)
+
+    def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
+        if r.state in (READY_S, STARTING_S):
+            self.capacity -= 1
+        r.set_state(state)
+        r.stopped_s = now_s
+        self.intervals.append((r.requested_s, now_s))
+        del self.replicas[r.replica_id]
+        self.views = []
+        for live in self.replicas.values():
+            live.pos = len(self.views)
+            self.views.append(live.view)
+
+    def _reconcile(self, desired: int, now_s: float) -> None:
+        while self.capacity < desired:
+            self._start_replica(now_s)
+        excess = self.capacity - desired
+        if excess <= 0:
+            return
+        live = [r for r in self.replicas.values() if r.state in (READY_S, STARTING_S)]
+        # Same victim order as serve/fleet.py: not ready first, fewest in-flight, newest, id.
+        live.sort(key=lambda r: (r.state is READY_S, r.batch, -r.requested_s, r.replica_id))
+        for r in live[:excess]:
+            if r.state is STARTING_S or r.batch == 0:
+                self._stop(r, now_s)
+            else:
+                self.capacity -= 1
+                r.set_state(DRAINING_S)
+                self.views[r.pos] = r.view
+                self.clock.push(now_s + self.pool.replica.drain_timeout_s, DRAIN_TIMEOUT, r)
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def _place(self, r: SimReplica, now_s: float, arrival_s: float, prompt: int, output: int) -> None:
+        self.seq += 1
+        r.admit(now_s, self.seq, arrival_s, prompt, output)
+        self.views[r.pos] = r.view
+        nf = r.next_finish_s()
+        if nf < r.scheduled_s:
+            r.scheduled_s = nf
+            heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
+
+    def _drain_queue(self, now_s: float) -> None:
+        queue, deadline = self.queue, self.cfg.gateway.default_deadline_s
+        while queue:
+            rid = least_outstanding(self.views)
+            if rid is None:
+                return
+            arrival_s, prompt, output = queue.popleft()
+            if now_s - arrival_s > deadline:
+                self.results.reject("deadline")
+                continue
+            self._place(self.replicas[rid], now_s, arrival_s, prompt, output)
+
+    def _arrive(self, now_s: float, prompt: int, output: int) -> None:
+        self.arrivals += 1
+        self.m_arrivals += 1
+        self.last_arrival_s = now_s
+        if not self.queue:
+            rid = least_outstanding(self.views)
+            if rid is not None:
+                self._place(self.replicas[rid], now_s, now_s, prompt, output)
+                return
+        ready = [r for r in self.replicas.values() if r.state is READY_S]
+        starting = [r for r in self.replicas.values() if r.state is STARTING_S]
+        eta = min((max(0.0, self.cold.mean_s - (now_s - r.requested_s)) for r in starting), default=self.cold.mean_s)
+        wait = estimate_wait_s(len(self.queue), sum(r.slots for r in ready), self.mean_latency_s, eta)
+        gw = self.cfg.gateway
+        adm = admit(len(self.queue), gw.max_queue, wait, gw.default_deadline_s, len(ready))
+        if not adm.accepted:
+            self.results.reject(f"{adm.status} {adm.reason.split(' (')[0].split(':')[0]}")
+            return
+        self.queue.append((now_s, prompt, output))
+        if len(self.queue) > self.max_queue:
+            self.max_queue = len(self.queue)
+
+    def _on_complete(self, r: SimReplica, now_s: float) -> None:
+        if now_s != r.scheduled_s or r.state is not READY_S and r.state is not DRAINING_S:
+            return  # superseded by an earlier finish, or the replica stopped
+        done = r.pop_due(now_s, False)
+        if not done and r.next_finish_s() <= now_s:
+            done = r.pop_due(now_s, True)  # float rounding: the finish is now
+        if done:
+            self._record(done, now_s)
+            self.views[r.pos] = r.view
+            if r.state is DRAINING_S and r.batch == 0:
+                self._stop(r, now_s)
+                return
+            if self.queue:
+                self._drain_queue(now_s)
+        nf = r.next_finish_s()
+        r.scheduled_s = nf
+        if nf < INF:
+            heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
+
+    def _record(self, done: list[tuple[float, int, float, float, int]], now_s: float) -> None:
+        res, mean = self.results, self.mean_latency_s
+        m_lat, m_ttft, lat, ttft = res.m_lat, res.m_ttft, res.latency, res.ttft
+        for _, _, arrival_s, first_token_s, output in done:
+            latency = now_s - arrival_s
+            first = first_token_s - arrival_s
+            if first > latency:
+                first = latency
+            m_lat[bucket(latency)] += 1
+            m_ttft[bucket(first)] += 1
+            res.output_tokens += output
+            lat.lo, lat.hi = min(lat.lo, latency), max(lat.hi, latency)
+            ttft.lo, ttft.hi = min(ttft.lo, first), max(ttft.hi, first)
+            mean += 0.001 * (latency - mean)
+        res.m_completed += len(done)
+        self.mean_latency_s = mean
+
+    def _on_event(self, now_s: float, kind: int, r: SimReplica) -> None:
+        if kind == COMPLETE:
+            self._on_complete(r, now_s)
+        elif kind == READY and r.state is STARTING_S:
+            r.set_state(READY_S, now_s)
+            self.views[r.pos] = r.view
+            self.cold_starts += 1
+            self.cold_start_total_s += now_s - r.requested_s
+            self._drain_queue(now_s)
+        elif kind == STARTUP_FAILED and r.state is STARTING_S:
+            self.startup_failures += 1
+            self._stop(r, now_s, ReplicaState.FAILED)
+            self._start_replica(now_s)
+        elif kind == DRAIN_TIMEOUT and r.state is DRAINING_S:
+            for _ in r.abort_all():
+                self.results.reject("drain timeout")
+            self.views[r.pos] = r.view
+            self._stop(r, now_s)
+
+    # -- controller and minutes ------------------------------------------------------------------------------
+
+    def _tick(self, now_s: float) -> None:
+        epoch = self.opt.start_epoch_s
+        last = None if self.last_arrival_s is None else epoch + self.last_arrival_s
+        signals = PoolSignals(self.pool.name, epoch + now_s, self.capacity, tuple(self.views), len(self.queue),
+                              self.arrivals, self.results.completed + self.results.m_completed, last)
+        decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
+        self._mark(decision, now_s)
+        if decision.desired != self.capacity:
+            self._reconcile(decision.desired, now_s)
+
+    def _mark(self, d: ScaleDecision, now_s: float) -> None:
+        marks = self.results.marks
+        if (d.min_replicas, d.max_replicas) != self.bounds and len(marks) < 10_000:
+            if self.bounds is not None:
+                marks.append(Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})"))
+            self.bounds = (d.min_replicas, d.max_replicas)
+        if d.desired != d.current and len(marks) < 10_000:
+            why = "; ".join(o.reason for o in d.opinions if o.desired is not None) or "bounds"
+            marks.append(Mark(now_s, d.direction, f"{d.current} -> {d.desired}: {why}"))
+
+    def _close_minute(self, now_s: float) -> None:
+        counts = {READY_S: 0, STARTING_S: 0, DRAINING_S: 0}
+        for r in self.replicas.values():
+            counts[r.state] = counts.get(r.state, 0) + 1
+        self.results.close_minute(
+            arrivals=self.m_arrivals, starting=counts[STARTING_S], ready=counts[READY_S],
+            draining=counts[DRAINING_S], capacity=self.capacity, queue=len(self.queue),
+            cost_usd=self.cost_so_far(now_s),
+        )
+        self.m_arrivals = 0
+
+    def intervals_at(self, now_s: float) -> list[tuple[float, float]]:
+        return [*self.intervals, *((r.requested_s, now_s) for r in self.replicas.values())]
+
+    def cost_so_far(self, now_s: float) -> float:
+        return fleet_cost(self.intervals_at(now_s), self.price).cost_usd
+
+    # -- main loop -------------------------------------------------------------------------------------------
+
+    def _arrival_stream(self) -> Iterator[Arrivals]:
+        rng = np.random.default_rng(self.opt.seed)
+        return self.traffic.chunks(self.opt.start_epoch_s, self.opt.start_epoch_s + self.opt.duration_s, rng)
+
+    def run(self) -> Simulation:
+        end, tick_s, clock = self.opt.duration_s, self.pool.scaling.tick_s, self.clock
+        heap = clock.heap
+        chunks = self._arrival_stream()
+        times: list[float] = []
+        prompts: list[int] = []
+        outputs: list[int] = []
+        i, n = 0, 0
+        t_arr = -1.0
+        ticks, next_tick, next_minute, next_progress = 0, 0.0, MINUTE_S, 3600.0
+        while True:
+            if i >= n and t_arr != INF:
+                times, prompts, outputs = next(chunks, ([INF], [0], [0]))
+                i, n = 0, len(times)
+                continue
+            t_arr = times[i] if i < n else INF
+            t_ev = heap[0][0] if heap else INF
+            if t_ev <= next_tick and t_ev <= t_arr and t_ev <= next_minute:
+                if t_ev >= end:
+                    break
+                now_s, _, kind, payload = heappop(heap)
+                clock.now_s = now_s
+                if kind == COMPLETE:
+                    self._on_complete(payload, now_s)
+                else:
+                    self._on_event(now_s, kind, payload)
+            elif next_minute <= next_tick and next_minute <= t_arr:
+                if next_minute >= end:
+                    break
+                clock.advance(next_minute)
+                self._close_minute(next_minute)
+                if next_minute >= next_progress and self.progress is not None:
+                    self.progress(next_minute / end)
+                    next_progress += 3600.0
+                next_minute += MINUTE_S
+            elif next_tick <= t_arr:
+                if next_tick >= end:
+                    break
+                clock.advance(next_tick)
+                self._tick(next_tick)
+                ticks += 1
+                next_tick = ticks * tick_s
+            else:
+                if t_arr >= end:
+                    break
+                clock.advance(t_arr)
+                self._arrive(t_arr, prompts[i], outputs[i])
+                i += 1
+        clock.advance(end)
+        if next_minute - MINUTE_S < end:
+            self._close_minute(end)
+        self.results.finish()
+        if self.progress is not None:
+            self.progress(1.0)
+        return self

@@ -1,0 +1,134 @@
+"""The ``sim:`` block of a pool: how the twin models replicas (service, cold start, startup failures).
+
+Only the simulator reads it; ``serve`` ignores it, so one ``ebbtide.yaml`` runs in both. ``config.PoolSpec.sim``
+holds a ``SimSpec``; defaults for the twin live here, next to their descriptions (documented in docs/config.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "SIM_UNION_TAGS",
+    "ColdStartSpec",
+    "EmpiricalColdStart",
+    "FixedColdStart",
+    "PhasedColdStart",
+    "RooflineService",
+    "SeedAssumedService",
+    "ServiceSpec",
+    "SimSpec",
+    "TableService",
+    "UniformColdStart",
+]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeedAssumedService(_Spec):
+    """Service 'as assumed by the seed': a replica serves ``rps_per_replica`` typical requests inside the SLO."""
+
+    kind: Literal["seed_assumed"] = "seed_assumed"
+    rps_per_replica: float = Field(10.0, gt=0, description="Requests/s one replica serves at nominal load.")
+    typical_latency_s: float = Field(
+        1.5, gt=0, description="End-to-end seconds of a typical request at nominal load (P95 then depends on spread)."
+    )
+    ttft_s: float = Field(0.25, gt=0, description="Time to first token of a typical prompt at nominal load.")
+    prompt_tokens: int = Field(800, ge=1, description="Typical prompt length the figures refer to.")
+    output_tokens: int = Field(300, ge=2, description="Typical output length the figures refer to.")
+
+    @model_validator(mode="after")
+    def _ttft_fits(self) -> SeedAssumedService:
+        if self.ttft_s >= self.typical_latency_s:
+            raise ValueError(f"ttft_s = {self.ttft_s}: must be < typical_latency_s = {self.typical_latency_s}")
+        return self
+
+
+class TableService(_Spec):
+    """A calibration table written by ``ebbtide calibrate`` (path relative to the config file)."""
+
+    kind: Literal["table"] = "table"
+    path: str = Field(min_length=1, description="JSON table from `ebbtide calibrate`; relative to the config file.")
+    percentile: Literal["p50", "p95"] = Field("p50", description="Which measured percentile drives the model.")
+
+
+class RooflineService(_Spec):
+    """Bandwidth/compute roofline of a hardware profile; the plan issue extends the catalog."""
+
+    kind: Literal["roofline"] = "roofline"
+    hardware: str = Field("a10g", description="GPU name in the catalog (sim/replica.py HARDWARE).")
+    gpus: int = Field(8, ge=1, description="GPUs per replica (tensor parallel).")
+    params_b: float = Field(70.0, gt=0, description="Model parameters, billions.")
+    bytes_per_param: float = Field(2.0, gt=0, description="2 = FP16/BF16, 1 = FP8/INT8, 0.5 = INT4.")
+    kv_bytes_per_token: float = Field(327_680.0, ge=0, description="KV cache bytes per token (Llama 3 70B FP16).")
+    context_tokens: int = Field(1100, ge=1, description="Mean context held per sequence during decode.")
+    efficiency: float = Field(0.7, gt=0, le=1, description="Fraction of peak bandwidth/FLOPs achieved.")
+
+
+ServiceSpec = Annotated[
+    Union[SeedAssumedService, TableService, RooflineService],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
+class PhasedColdStart(_Spec):
+    """Seed 003's phases, each uniform in [low, high] seconds: storage→RAM, RAM→GPU, init."""
+
+    kind: Literal["phases"] = "phases"
+    storage_to_ram_s: tuple[float, float] = Field((30.0, 60.0), description="Seed 003: 30-60 s.")
+    ram_to_gpu_s: tuple[float, float] = Field((60.0, 120.0), description="Seed 003: 60-120 s.")
+    init_s: tuple[float, float] = Field((10.0, 30.0), description="Seed 003: 10-30 s.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PhasedColdStart:
+        for name in ("storage_to_ram_s", "ram_to_gpu_s", "init_s"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} = [{low}, {high}]: must be 0 <= low <= high")
+        return self
+
+
+class UniformColdStart(_Spec):
+    kind: Literal["uniform"] = "uniform"
+    low_s: float = Field(ge=0, description="Shortest cold start, seconds.")
+    high_s: float = Field(ge=0, description="Longest cold start, seconds (seed 000: 240-480).")
+
+    @model_validator(mode="after")
+    def _range(self) -> UniformColdStart:
+        if self.high_s < self.low_s:
+            raise ValueError(f"high_s = {self.high_s}: must be >= low_s = {self.low_s}")
+        return self
+
+
+class FixedColdStart(_Spec):
+    kind: Literal["fixed"] = "fixed"
+    seconds: float = Field(ge=0, description="Every cold start takes exactly this long.")
+
+
+class EmpiricalColdStart(_Spec):
+    kind: Literal["empirical"] = "empirical"
+    samples_s: list[float] = Field(min_length=1, description="Measured cold starts; each start draws one.")
+
+
+ColdStartSpec = Annotated[
+    Union[PhasedColdStart, UniformColdStart, FixedColdStart, EmpiricalColdStart],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
+class SimSpec(_Spec):
+    service: ServiceSpec = Field(default_factory=SeedAssumedService, description="Replica service model.")
+    cold_start: ColdStartSpec = Field(default_factory=PhasedColdStart, description="Replica cold start model.")
+    startup_failure_probability: float = Field(
+        0.0, ge=0, le=1, description="Chance a starting replica fails (then replaced); cost is still paid."
+    )
+    initial_replicas: int | None = Field(
+        None, ge=0, description="Warm replicas at t=0 (billed from t=0); default scaling.min_replicas."
+    )
+
+
+SIM_UNION_TAGS = frozenset({"seed_assumed", "table", "roofline", "phases", "uniform", "fixed", "empirical"})
