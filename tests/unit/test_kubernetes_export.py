@@ -200,3 +200,21 @@ def test_bad_autoscaler_and_bad_config_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli(), ["export", "kubernetes", "-c", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and str(bad) in result.output and "engine" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_concurrency_policies_scale_on_inflight(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("""
+pools:
+  - name: c
+    engine: {kind: vllm, model: m}
+    scaling:
+      policies:
+        - {kind: concurrency, target_per_replica: 8}
+        - {kind: ongoing_requests, target_per_replica: 2}
+""")
+    hpa = next(d for d in export(tmp_path, path, "hpa") if d["kind"] == "HorizontalPodAutoscaler")
+    assert [
+        (m["external"]["metric"]["name"], m["external"]["target"]["averageValue"])
+        for m in hpa["spec"]["metrics"]
+    ] == [("ebbtide_inflight", "8"), ("ebbtide_inflight", "2")]

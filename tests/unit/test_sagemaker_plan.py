@@ -232,3 +232,13 @@ def test_concurrency_kinds_map_to_custom_metrics(kind: str, field: str, metric: 
     cfg = with_stub_policy(_Stub(kind, **{field: 4}))
     conf = build_plan(cfg, cfg.pools[0], "e").policies[1]["TargetTrackingScalingPolicyConfiguration"]
     assert (conf["TargetValue"], conf["CustomizedMetricSpecification"]["MetricName"]) == (4.0, metric)
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric"),
+    [("concurrency", "InFlightPerInstance"), ("ongoing_requests", "OngoingRequestsPerInstance")],
+)
+def test_registered_concurrency_policies_map_to_custom_metrics(kind: str, metric: str) -> None:
+    cfg = config([{"kind": kind, "target_per_replica": 3}])
+    conf = build_plan(cfg, cfg.pools[0], "e").policies[0]["TargetTrackingScalingPolicyConfiguration"]
+    assert (conf["TargetValue"], conf["CustomizedMetricSpecification"]["MetricName"]) == (3.0, metric)

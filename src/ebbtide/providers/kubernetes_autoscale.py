@@ -24,8 +24,8 @@ __all__ = ["EXTERNAL_METRICS", "adapter_rules", "cron_windows", "hpa", "scaled_o
 EXTERNAL_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "queue_depth": ("ebbtide_queue_depth", ("target",)),
     "target_tracking": ("ebbtide_requests_per_minute", ("target",)),
-    "concurrency": ("ebbtide_inflight", ("target", "target_concurrency", "target_per_replica")),
-    "ongoing_requests": ("ebbtide_inflight", ("target", "target_ongoing_requests")),
+    "concurrency": ("ebbtide_inflight", ("target_per_replica", "target", "target_concurrency")),
+    "ongoing_requests": ("ebbtide_inflight", ("target_per_replica", "target", "target_ongoing_requests")),
 }
 _QUERIES = {
     "ebbtide_queue_depth": 'sum(ebbtide_queue_depth{{pool="{pool}"}})',

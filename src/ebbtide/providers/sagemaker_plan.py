@@ -39,8 +39,11 @@ AAS_DEFAULT_COOLDOWN_S = 300
 POLICY_PREFIX = "ebbtide-"
 CUSTOM_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "queue_depth": ("QueueDepthPerInstance", ("target",)),
-    "concurrency": ("InFlightPerInstance", ("target", "target_concurrency", "target_per_replica")),
-    "ongoing_requests": ("OngoingRequestsPerInstance", ("target", "target_ongoing_requests")),
+    "concurrency": ("InFlightPerInstance", ("target_per_replica", "target", "target_concurrency")),
+    "ongoing_requests": (
+        "OngoingRequestsPerInstance",
+        ("target_per_replica", "target", "target_ongoing_requests"),
+    ),
 }
 _VARIANT_TIMEOUT_RANGE_S = (60, 3600)
 _INVOKE_TIMEOUT_S = 60
