@@ -43,8 +43,8 @@ class LocalProvider:
 
     async def launch(self, pool: PoolSpec, engine: Engine, replica_id: str) -> Launched:
         if not engine.launches:
-            url = getattr(pool.engine, "url", "")
-            return Launched(replica_id, pool.name, url.rstrip("/"), {"external": 1})
+            url = str(getattr(engine, "base_url", ""))
+            return Launched(replica_id, pool.name, url, {"external": 1})
         port = free_port()
         threads = getattr(pool.engine, "threads", None) or default_threads_per_replica(pool.scaling.max_replicas)
         lease = self.lease_dir / replica_id

@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ebbtide.core.queueing import admit
+from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.broker import QueueFull, Replica
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.runtime import PoolRuntime, Runtime
@@ -48,6 +50,8 @@ async def forward(
     stream = bool(payload.get("stream", False))
     pr.arrivals_total += 1
     pr.last_arrival_s = runtime.policy_clock.now()
+    if not any(r.state is ReplicaState.READY for r in pr.fleet.live_replicas()):
+        _admit_cold(runtime, pr, deadline_s)
     excluded: frozenset[str] = frozenset()
     code = 500
     try:
@@ -73,6 +77,19 @@ async def forward(
     finally:
         pr.completions_total += 1
         runtime.metrics.requests.labels(pr.spec.name, str(code)).inc()
+
+
+def _admit_cold(runtime: Runtime, pr: PoolRuntime, deadline_s: float) -> None:
+    """No ready replica: hold the request while one starts, or say 503 + Retry-After at once if it cannot be in time."""
+    if pr.fleet.desired == 0:
+        runtime.poke()
+    eta_s = runtime.ready_eta_s(pr)
+    verdict = admit(pr.fleet.broker.queue_depth, runtime.cfg.gateway.max_queue, eta_s, deadline_s, ready_replicas=0)
+    if not verdict.accepted:
+        pr.completions_total += 1
+        runtime.metrics.requests.labels(pr.spec.name, str(verdict.status)).inc()
+        raise ApiError(verdict.status, f"pool {pr.spec.name!r}: {verdict.reason}", "cold_start",
+                       retry_after_s=verdict.retry_after_s)
 
 
 def _deadline(request: web.Request, default_s: float) -> float:

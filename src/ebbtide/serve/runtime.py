@@ -19,7 +19,8 @@ from ebbtide.config import Config, PoolSpec, build_controller
 from ebbtide.engines import build_engine
 from ebbtide.core.controller import Controller, ControllerState, ScaleDecision
 from ebbtide.core.signals import PoolSignals, ReplicaState
-from ebbtide.providers.base import Provider
+from ebbtide.engines.base import Health
+from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.broker import Replica
 from ebbtide.serve.clock import PolicyClock, WallClock
 from ebbtide.serve.fleet import Fleet
@@ -29,6 +30,7 @@ from ebbtide.serve.store import Store
 __all__ = ["PoolRuntime", "Runtime"]
 
 Reporter = Callable[[str, dict[str, Any]], None]
+DEFAULT_COLD_START_ESTIMATE_S = 60.0
 
 
 @dataclass(eq=False)
@@ -69,6 +71,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(len(store.replicas()) + 1)
         self._last_cost_at = self.wall.monotonic()
+        self._poked: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30)
@@ -81,7 +84,48 @@ class Runtime:
             )
             controller = build_controller(spec)
             self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
+            await self._adopt(self.pools[spec.name])
         await self.tick()
+
+    async def _adopt(self, pr: PoolRuntime) -> None:
+        """Take over replicas a previous controller left running (same state dir); mark the dead ones failed."""
+        adopted = 0
+        for row in self.store.replicas(pr.spec.name, live_only=True):
+            replica = Replica(row["replica_id"], pr.spec.name, pr.fleet.engine.slots, ReplicaState.STARTING,
+                              row["base_url"], row["requested_at"], row["ready_at"], variant=row["variant"],
+                              handle=row["handle"])
+            launched = Launched(replica.replica_id, replica.pool, replica.base_url, replica.handle)
+            if not await self.provider.alive(launched):
+                replica.state = ReplicaState.FAILED
+                pr.fleet.emit("failed", replica, "not running when the controller restarted")
+                continue
+            await self.provider.renew(launched)
+            adopted += 1
+            if await pr.fleet.engine.health(pr.fleet.session, replica.base_url) is Health.READY:
+                replica.state = ReplicaState.READY
+                pr.fleet.replicas[replica.replica_id] = replica
+                pr.fleet.emit("adopted", replica, "healthy after controller restart")
+            else:
+                pr.fleet.adopt(replica, launched)
+        pr.fleet.desired = adopted
+
+    def ready_eta_s(self, pr: PoolRuntime) -> float:
+        """When a replica is expected to be ready: measured p90 cold start, else the configured estimate."""
+        measured = sorted(self.store.cold_starts_s(pr.spec.name))
+        if len(measured) >= 3:
+            estimate = measured[min(len(measured) - 1, int(0.9 * len(measured)))]
+        else:
+            estimate = pr.spec.replica.cold_start_estimate_s or DEFAULT_COLD_START_ESTIMATE_S
+        starting = [r for r in pr.fleet.capacity() if r.state is not ReplicaState.READY]
+        if not starting:
+            return estimate
+        elapsed = self.wall.now() - min(r.requested_at for r in starting)
+        return max(0.5, estimate - elapsed)
+
+    def poke(self) -> None:
+        """Run a controller tick soon (a request arrived at a pool with no capacity)."""
+        if self._poked is None or self._poked.done():
+            self._poked = asyncio.ensure_future(self.tick())
 
     def run_background(self) -> None:
         self._tasks = [
