@@ -64,10 +64,10 @@ class VllmEngineSpec(_Spec):
 
 class TgiEngineSpec(_Spec):
     kind: Literal["tgi"] = "tgi"
-    model: str
-    args: list[str] = Field(default_factory=list)
+    model: str = Field(description="Hugging Face id or local path of the weights (--model-id).")
+    args: list[str] = Field(default_factory=list, description="Extra text-generation-launcher arguments.")
     slots: int = Field(128, ge=1, description="--max-concurrent-requests.")
-    command: str = "text-generation-launcher"
+    command: str = Field("text-generation-launcher", description="Executable that runs TGI.")
 
 
 class OpenAIEngineSpec(_Spec):
@@ -84,33 +84,35 @@ EngineSpec = Annotated[
 
 
 class SpotSpec(_Spec):
-    hourly_usd: float = Field(ge=0)
+    hourly_usd: float = Field(ge=0, description="Spot price per replica-hour.")
     notice_s: float = Field(120.0, gt=0, description="Termination notice: time to drain before the replica dies.")
 
 
 class ReplicaSpec(_Spec):
     startup_timeout_s: float = Field(600.0, gt=0, description="Model-load timeout: not ready by then → replaced.")
-    health_interval_s: float = Field(2.0, gt=0)
+    health_interval_s: float = Field(2.0, gt=0, description="Seconds between health checks of ready replicas.")
     health_failures: int = Field(3, ge=1, description="Consecutive failed health checks before replacement.")
     drain_timeout_s: float = Field(120.0, ge=0, description="Scale-in: wait this long for in-flight requests.")
-    stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM → SIGKILL grace.")
+    stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM → SIGKILL grace, seconds.")
     orphan_grace_s: float = Field(
         15.0, gt=0, description="A replica whose controller lease is not renewed this long stops itself."
     )
     cold_start_estimate_s: float | None = Field(None, gt=0, description="Used until cold starts are measured.")
     hourly_usd: float = Field(0.0, ge=0, description="Price of one replica-hour, for cost.")
-    billing: Literal["per_second", "per_hour"] = "per_second"
-    spot: SpotSpec | None = None
+    billing: Literal["per_second", "per_hour"] = Field("per_second", description="Billing granularity.")
+    spot: SpotSpec | None = Field(None, description="Spot capacity: price and termination notice.")
 
 
 class ScalingSpec(_Spec):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(3, ge=1)
-    scale_out_cooldown_s: float = Field(60.0, ge=0)
-    scale_in_cooldown_s: float = Field(180.0, ge=0)
+    min_replicas: int = Field(1, ge=0, description="Static lower bound (0 = scale to zero when idle).")
+    max_replicas: int = Field(3, ge=1, description="Static upper bound.")
+    scale_out_cooldown_s: float = Field(60.0, ge=0, description="After a scale-out, only a larger one may follow.")
+    scale_in_cooldown_s: float = Field(180.0, ge=0, description="Scale-in waits this long after any scaling.")
     scale_to_zero_after_s: float = Field(300.0, ge=0, description="With min 0: idle this long before going to 0.")
     tick_s: float = Field(1.0, gt=0, description="Controller period in policy seconds.")
-    policies: list[AnyPolicySpec] = Field(default_factory=list)
+    policies: list[AnyPolicySpec] = Field(
+        default_factory=list, description="Scale out if any says out, in only if all agree (docs/policies.md)."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
@@ -121,33 +123,33 @@ class ScalingSpec(_Spec):
 
 class PoolSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Model id clients send.")
-    engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec)
-    replica: ReplicaSpec = Field(default_factory=ReplicaSpec)
-    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec, description="What each replica runs.")
+    replica: ReplicaSpec = Field(default_factory=ReplicaSpec, description="Replica lifecycle and price.")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Bounds, cooldowns, policies.")
     fallback: str | None = Field(None, description="Pool that takes overflow when this one would miss the SLO.")
     sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
 
 
 class SloSpec(_Spec):
-    ttft_p95_s: float = Field(0.5, gt=0)
-    latency_p95_s: float = Field(3.0, gt=0)
-    window_s: float = Field(300.0, gt=0)
+    ttft_p95_s: float = Field(0.5, gt=0, description="P95 time to first token, seconds.")
+    latency_p95_s: float = Field(3.0, gt=0, description="P95 end-to-end latency, seconds.")
+    window_s: float = Field(300.0, gt=0, description="Window over which P95 is judged (SLO attainment).")
 
 
 class GatewaySpec(_Spec):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="Bind address; `--host` overrides.")
+    port: int = Field(8080, ge=0, le=65535, description="Port; `--port` overrides.")
     max_queue: int = Field(1000, ge=1, description="Requests held while every slot is busy; 429 beyond.")
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0, description="Longest an upstream request may take.")
     default_deadline_s: float = Field(120.0, gt=0, description="Longest a request waits for a slot by default.")
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     retries: int = Field(2, ge=0, description="Retries on another replica when one fails before the first byte.")
 
 
 class Config(_Spec):
-    pools: list[PoolSpec] = Field(min_length=1)
-    slo: SloSpec = Field(default_factory=SloSpec)
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    pools: list[PoolSpec] = Field(min_length=1, description="One pool per served model id.")
+    slo: SloSpec = Field(default_factory=SloSpec, description="Service-level objective (twin and reports).")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="HTTP front end.")
 
     @model_validator(mode="after")
     def _pool_refs(self) -> Config:
@@ -179,7 +181,7 @@ def default_config() -> Config:
             "pools": [
                 {
                     "name": "default",
-                    "engine": {"kind": "llamacpp", "model": "default", "slots": 4},
+                    "engine": {"kind": "llamacpp", "model": "default", "slots": 4, "args": ["n_predict=512"]},
                     "replica": {"startup_timeout_s": 120, "drain_timeout_s": 60, "cold_start_estimate_s": 5},
                     "scaling": {
                         "min_replicas": 1,

@@ -23,8 +23,8 @@ __all__ = ["ScheduleAction", "SchedulePolicy", "ScheduleSpec", "ScheduleState"]
 
 class ScheduleAction(PolicySpec):
     cron: str = Field(description="5-field cron expression in the schedule's time zone, e.g. '45 8 * * MON-FRI'.")
-    min_replicas: int | None = Field(None, ge=0)
-    max_replicas: int | None = Field(None, ge=1)
+    min_replicas: int | None = Field(None, ge=0, description="Lower bound while this action is in force.")
+    max_replicas: int | None = Field(None, ge=1, description="Upper bound while this action is in force.")
     name: str | None = Field(None, description="Shown in decisions, e.g. 'morning-pre-warm'.")
 
     @field_validator("cron")
@@ -50,7 +50,7 @@ class ScheduleAction(PolicySpec):
 class ScheduleSpec(PolicySpec):
     kind: Literal["schedule"] = "schedule"
     tz: str = Field("UTC", description="IANA time zone of the cron expressions.")
-    actions: list[ScheduleAction] = Field(min_length=1)
+    actions: list[ScheduleAction] = Field(min_length=1, description="The latest due action sets the bounds.")
 
     @field_validator("tz")
     @classmethod
