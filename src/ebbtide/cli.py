@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "ebbtide.providers.export_cli",
     "ebbtide.sim.cli",
     "ebbtide.serve.keys_cli",
+    "ebbtide.loadtest.cli",
 ]
 
 
