@@ -205,7 +205,7 @@ class SimReplica:
             self._views[self.batch] = v
         return v
 
-    def admit(self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int) -> float:
+    def start_request(self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int) -> float:
         """Start a request now; returns its TTFT from now (prefill at the new batch size)."""
         if self.batch:
             self.v += (now_s - self.last_s) / self.tpot

@@ -46,6 +46,7 @@ class RunOptions:
     duration_s: float
     seed: int = 0
     base_dir: Path | None = None  # resolves relative paths in the pool's ``sim:`` block
+    tz: str = "UTC"  # for reports only; policies read their own time zones
 
 
 class Simulation:
@@ -135,7 +136,7 @@ class Simulation:
 
     def _place(self, r: SimReplica, now_s: float, arrival_s: float, prompt: int, output: int) -> None:
         self.seq += 1
-        r.admit(now_s, self.seq, arrival_s, prompt, output)
+        r.start_request(now_s, self.seq, arrival_s, prompt, output)
         self.views[r.pos] = r.view
         nf = r.next_finish_s()
         if nf < r.scheduled_s:
@@ -170,7 +171,8 @@ class Simulation:
         gw = self.cfg.gateway
         adm = admit(len(self.queue), gw.max_queue, wait, gw.default_deadline_s, len(ready))
         if not adm.accepted:
-            self.results.reject(f"{adm.status} {adm.reason.split(' (')[0].split(':')[0]}")
+            kind = "queue full" if "queue full" in adm.reason else "no ready replica" if not ready else "wait > deadline"
+            self.results.reject(f"{adm.status} {kind}")
             return
         self.queue.append((now_s, prompt, output))
         if len(self.queue) > self.max_queue:

@@ -49,7 +49,9 @@ class ScenarioInput:
 
 
 def pool_tz(pool: PoolSpec) -> str:
-    """The time zone of the pool's first schedule policy (so "a Wednesday" is the schedule's Wednesday), else UTC."""
+    """``sim.tz``, else the first schedule policy's time zone (so "a Wednesday" is the schedule's), else UTC."""
+    if pool.sim is not None and pool.sim.tz is not None:
+        return pool.sim.tz
     for spec in pool.scaling.policies:
         tz = getattr(spec, "tz", None)
         if isinstance(tz, str):
@@ -112,7 +114,7 @@ def build_simulation(
         raise InputError(f"--tz = {tz!r}: not an IANA time zone") from None
     traffic = _traffic(inp, tz)
     base_dir = inp.config_path.parent if inp.config_path is not None else None
-    options = RunOptions(_start_epoch(inp, tz), inp.days * 86400.0, inp.seed, base_dir)
+    options = RunOptions(_start_epoch(inp, tz), inp.days * 86400.0, inp.seed, base_dir, tz)
     try:
         sim = Simulation(cfg, pool, traffic, options, progress=progress)
     except ValueError as exc:

@@ -129,6 +129,9 @@ class SimSpec(_Spec):
     initial_replicas: int | None = Field(
         None, ge=0, description="Warm replicas at t=0 (billed from t=0); default scaling.min_replicas."
     )
+    tz: str | None = Field(
+        None, description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC."
+    )
 
 
 SIM_UNION_TAGS = frozenset({"seed_assumed", "table", "roofline", "phases", "uniform", "fixed", "empirical"})

@@ -1,0 +1,70 @@
+"""The twin runs the very core the live gateway runs: same classes, same functions, no copies."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ebbtide.sim.run as sim_run
+from ebbtide.core import queueing, routing
+from ebbtide.core.controller import Controller
+from ebbtide.core.policies.schedule import SchedulePolicy
+from ebbtide.core.policies.target_tracking import TargetTrackingPolicy
+from ebbtide.sim.scenario import ScenarioInput, build_simulation
+from tests.sim.conftest import EXAMPLES, ROOT
+
+SIM = ROOT / "src" / "ebbtide" / "sim"
+SERVE = ROOT / "src" / "ebbtide" / "serve"
+CORE_NAMES = {"decide", "least_outstanding", "power_of_two", "round_robin", "admit", "estimate_wait_s",
+              "build_controller", "replica_cost_usd", "fleet_cost"}
+
+
+def test_policies_registered_in_core_are_the_ones_the_sim_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict[str, int] = {"target_tracking": 0, "schedule": 0}
+    for cls, key in ((TargetTrackingPolicy, "target_tracking"), (SchedulePolicy, "schedule")):
+        original = cls.decide
+
+        def counting(self: Any, signals: Any, state: Any, now_s: float, _o: Any = original, _k: str = key) -> Any:
+            calls[_k] += 1
+            return _o(self, signals, state, now_s)
+
+        monkeypatch.setattr(cls, "decide", counting)
+    sim, _ = build_simulation(ScenarioInput(config_path=EXAMPLES / "seed-sagemaker.yaml",
+                                            start="2028-02-23T08:30", days=1 / 24, seed=1))
+    assert type(sim.controller) is Controller
+    assert [type(p) for p in sim.controller.policies] == [TargetTrackingPolicy, SchedulePolicy]
+    sim.run()
+    ticks = int(3600 / sim.pool.scaling.tick_s)
+    assert calls == {"target_tracking": ticks, "schedule": ticks}
+    assert any(m.kind == "out" for m in sim.results.marks)  # and their opinions moved the fleet
+
+
+def test_sim_routes_and_admits_with_the_core_functions() -> None:
+    assert sim_run.least_outstanding is routing.least_outstanding
+    assert sim_run.admit is queueing.admit
+    assert sim_run.estimate_wait_s is queueing.estimate_wait_s
+
+
+def _defs_and_imports(path: Path) -> tuple[set[str], set[str]]:
+    tree = ast.parse(path.read_text())
+    defs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return defs, imports
+
+
+def test_no_module_of_the_twin_defines_its_own_policy_routing_or_admission() -> None:
+    imported: set[str] = set()
+    for path in sorted(SIM.glob("*.py")):
+        defs, imports = _defs_and_imports(path)
+        assert not defs & CORE_NAMES, f"{path.name} defines {sorted(defs & CORE_NAMES)}"
+        imported |= imports
+    assert {"ebbtide.core.routing", "ebbtide.core.queueing", "ebbtide.core.signals", "ebbtide.core.cost"} <= imported
+    assert "ebbtide.config" in imported  # build_controller: the one the gateway uses
+
+
+def test_the_live_gateway_builds_its_controller_the_same_way() -> None:
+    users = [p.name for p in sorted(SERVE.glob("*.py")) if "build_controller" in p.read_text()]
+    assert users, "serve/ no longer calls config.build_controller: the twin and the gateway may have diverged"
