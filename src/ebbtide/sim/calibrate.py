@@ -1,0 +1,171 @@
+"""``ebbtide calibrate``: measure a live OpenAI-compatible server's TTFT and time per output token vs concurrency.
+
+For each concurrency c in 1..N, ``requests_per_level`` streaming ``/v1/completions`` requests run with c in flight at
+once (closed loop); the table records TTFT and TPOT percentiles per level. ``sim.service: {kind: table, path: ...}``
+loads it. TPOT = (last token time - first token time) / (tokens - 1), tokens from ``usage`` or counted chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+__all__ = ["CalibrationError", "CalibrationPlan", "Sample", "run_calibration", "summarize_level"]
+
+WORDS = "the tide rises and falls with the moon over the sand while boats wait at the shore".split()
+
+
+class CalibrationError(Exception):
+    """The server could not be measured; the message names the URL and what went wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationPlan:
+    url: str
+    max_concurrency: int = 4
+    requests_per_level: int = 8
+    prompt_tokens: int = 128
+    max_tokens: int = 64
+    model: str = ""
+    timeout_s: float = 300.0
+    wait_ready_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ttft_s: float
+    latency_s: float
+    output_tokens: int
+    prompt_tokens: int | None
+
+    @property
+    def tpot_s(self) -> float | None:
+        if self.output_tokens < 2:
+            return None
+        return (self.latency_s - self.ttft_s) / (self.output_tokens - 1)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> dict[str, Any]:
+    ttft = [s.ttft_s for s in samples]
+    tpot = [t for s in samples if (t := s.tpot_s) is not None] or [0.0]
+    lat = [s.latency_s for s in samples]
+    out = sum(s.output_tokens for s in samples)
+    return {
+        "concurrency": concurrency,
+        "requests": len(samples),
+        "ttft_p50_s": round(_quantile(ttft, 0.5), 5),
+        "ttft_p95_s": round(_quantile(ttft, 0.95), 5),
+        "tpot_p50_s": round(_quantile(tpot, 0.5), 6),
+        "tpot_p95_s": round(_quantile(tpot, 0.95), 6),
+        "latency_p50_s": round(_quantile(lat, 0.5), 5),
+        "latency_p95_s": round(_quantile(lat, 0.95), 5),
+        "throughput_rps": round(len(samples) / wall_s, 4) if wall_s > 0 else None,
+        "output_tok_per_s": round(out / wall_s, 2) if wall_s > 0 else None,
+        "mean_output_tokens": round(out / len(samples), 2),
+    }
+
+
+async def _first_model(session: aiohttp.ClientSession, plan: CalibrationPlan) -> str:
+    deadline = time.monotonic() + plan.wait_ready_s
+    last = ""
+    while True:
+        try:
+            async with session.get(f"{plan.url}/v1/models") as resp:
+                if resp.status == 200:
+                    data = await resp.json(content_type=None)
+                    models = data.get("data") or []
+                    return str(models[0]["id"]) if models else ""
+                last = f"HTTP {resp.status}"
+        except aiohttp.ClientError as exc:
+            last = str(exc) or type(exc).__name__
+        if time.monotonic() > deadline:
+            raise CalibrationError(f"{plan.url}: not ready within {plan.wait_ready_s:g}s ({last})")
+        await asyncio.sleep(0.2)
+
+
+async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, prompt: str) -> Sample:
+    body = {"model": model, "prompt": prompt, "max_tokens": plan.max_tokens, "stream": True, "temperature": 0.0,
+            "stream_options": {"include_usage": True}}
+    began = time.perf_counter()
+    first: float | None = None
+    chunks, usage = 0, None
+    async with session.post(f"{plan.url}/v1/completions", json=body) as resp:
+        if resp.status != 200:
+            text = (await resp.text())[:200]
+            raise CalibrationError(f"{plan.url}/v1/completions: HTTP {resp.status}: {text}")
+        async for raw in resp.content:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[5:])
+            usage = event.get("usage") or usage
+            if any(c.get("text") for c in event.get("choices") or []):
+                chunks += 1
+                first = first if first is not None else time.perf_counter()
+    end = time.perf_counter()
+    if first is None:
+        raise CalibrationError(f"{plan.url}: a streamed completion produced no text")
+    tokens = int(usage["completion_tokens"]) if usage and usage.get("completion_tokens") else chunks
+    prompt_n = int(usage["prompt_tokens"]) if usage and usage.get("prompt_tokens") else None
+    return Sample(first - began, end - began, tokens, prompt_n)
+
+
+async def _level(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, c: int) -> dict[str, Any]:
+    total = max(plan.requests_per_level, c)
+    prompt = " ".join(WORDS[i % len(WORDS)] for i in range(plan.prompt_tokens))
+    todo = list(range(total))
+    samples: list[Sample] = []
+
+    async def worker() -> None:
+        while todo:
+            k = todo.pop()
+            samples.append(await _one(session, plan, model, f"{k} {prompt}"))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return summarize_level(c, samples, time.perf_counter() - began)
+
+
+async def run_calibration(plan: CalibrationPlan, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
+    # llama.cpp may close a streamed connection after the last event; a fresh connection per request avoids reuse errors.
+    connector = aiohttp.TCPConnector(limit=plan.max_concurrency + 1, force_close=True)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            model = plan.model or await _first_model(session, plan)
+            await _one(session, plan, model, "warm up")
+            levels, prompt_seen = [], None
+            for c in range(1, plan.max_concurrency + 1):
+                level = await _level(session, plan, model, c)
+                levels.append(level)
+                if progress is not None:
+                    progress(f"concurrency {c}: TTFT p50 {level['ttft_p50_s']:.3f}s, "
+                             f"TPOT p50 {1000 * level['tpot_p50_s']:.1f} ms, {level['output_tok_per_s']} tok/s")
+            prompt_seen = (await _one(session, plan, model, "x")).prompt_tokens
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise CalibrationError(f"{plan.url}: {exc or type(exc).__name__}") from exc
+    return {
+        "source": "ebbtide calibrate",
+        "url": plan.url,
+        "model": model,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "prompt_tokens": plan.prompt_tokens,
+        "prompt_tokens_reported_for_short_prompt": prompt_seen,
+        "max_tokens": plan.max_tokens,
+        "requests_per_level": plan.requests_per_level,
+        "slots": plan.max_concurrency,
+        "levels": levels,
+    }

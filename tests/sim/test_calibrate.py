@@ -1,0 +1,52 @@
+"""``ebbtide calibrate`` against a real llama.cpp server (tiny random GGUF), and the twin loading its table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ebbtide.cli import _register_all, app
+from ebbtide.sim.calibrate import CalibrationError, CalibrationPlan, Sample, run_calibration, summarize_level
+from tests.sim.conftest import run_scenario
+
+
+def test_summarize_level_percentiles_and_tpot() -> None:
+    samples = [Sample(0.1 * k, 0.1 * k + 0.9, 10, 50) for k in range(1, 11)]
+    lv = summarize_level(2, samples, wall_s=5.0)
+    assert lv["ttft_p50_s"] == pytest.approx(0.5) and lv["ttft_p95_s"] == pytest.approx(1.0)
+    assert lv["tpot_p50_s"] == pytest.approx(0.1) and lv["throughput_rps"] == 2.0
+
+
+async def test_unreachable_server_is_an_error_naming_the_url(free_port: int) -> None:
+    plan = CalibrationPlan(f"http://127.0.0.1:{free_port}", 1, 1, wait_ready_s=0.3)
+    with pytest.raises(CalibrationError, match=f"127.0.0.1:{free_port}"):
+        await run_calibration(plan)
+
+
+@pytest.mark.timeout(120)
+def test_calibrate_a_real_llamacpp_server_and_simulate_with_the_table(
+    worker_process: Any, tmp_path: Path, tmp_config: Any
+) -> None:
+    worker = worker_process(slots=2)
+    out = tmp_path / "table.json"
+    _register_all()
+    res = CliRunner().invoke(app, ["calibrate", "--url", worker.base_url, "--out", str(out), "--max-concurrency", "2",
+                                   "--requests-per-level", "3", "--prompt-tokens", "32", "--max-tokens", "8"])
+    assert res.exit_code == 0, res.output + worker.stderr()
+    table = json.loads(out.read_text())
+    assert [lv["concurrency"] for lv in table["levels"]] == [1, 2]
+    for lv in table["levels"]:
+        assert lv["requests"] == 3 and lv["mean_output_tokens"] == 8
+        assert 0 < lv["ttft_p50_s"] <= lv["ttft_p95_s"] < 30 and 0 < lv["tpot_p50_s"] < 5
+    cfg = tmp_config(f"""
+pools:
+  - name: tiny
+    engine: {{kind: llamacpp, slots: 2}}
+    sim: {{service: {{kind: table, path: {out}}}, cold_start: {{kind: fixed, seconds: 1}}}}
+""")
+    r = run_scenario(config_path=cfg, traffic="constant", rps=0.2, days=0.02, seed=1)
+    assert r["completed"] > 0 and r["service_model"].startswith("calibration table table.json")
