@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "ebbtide.sim.cli",
     "ebbtide.serve.keys_cli",
     "ebbtide.loadtest.cli",
+    "ebbtide.observability.cli",
 ]
 
 
