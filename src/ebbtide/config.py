@@ -24,6 +24,9 @@ __all__ = [
     "LlamaCppEngineSpec",
     "OpenAIEngineSpec",
     "PoolSpec",
+    "ProviderSpec",
+    "RayPlacementSpec",
+    "RayProviderSpec",
     "ReplicaSpec",
     "ScalingSpec",
     "SloSpec",
@@ -121,12 +124,24 @@ class ScalingSpec(_Spec):
         return self
 
 
+class VariantSpec(_Spec):
+    """Another shape of the same pool (e.g. a smaller quantised model overnight), chosen by a schedule action."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Named by `variant:`.")
+    engine: EngineSpec | None = Field(None, description="What replicas of this variant run; unset = pool's engine.")
+    hourly_usd: float | None = Field(None, ge=0, description="Price per replica-hour; unset = replica.hourly_usd.")
+
+
 class PoolSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Model id clients send.")
     engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec, description="What each replica runs.")
     replica: ReplicaSpec = Field(default_factory=ReplicaSpec, description="Replica lifecycle and price.")
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Bounds, cooldowns, policies.")
     fallback: str | None = Field(None, description="Pool that takes overflow when this one would miss the SLO.")
+    ray: RayPlacementSpec | None = Field(None, description="Per-replica Ray resources (provider kind ray).")
+    variants: list[VariantSpec] = Field(
+        default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:` (docs/policies.md)."
+    )
     sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
 
 
@@ -146,10 +161,53 @@ class GatewaySpec(_Spec):
     retries: int = Field(2, ge=0, description="Retries on another replica when one fails before the first byte.")
 
 
+class RayPlacementSpec(_Spec):
+    """Where one replica of this pool may run on a Ray cluster (``provider.kind: ray`` only)."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica (default llama.cpp threads).")
+    num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per replica; default engine.tensor_parallel for vllm, else 0."
+    )
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom resources per replica (see `ray start --resources`)."
+    )
+    strategy: Literal["spread", "pack"] = Field(
+        "spread", description="spread: replicas on different nodes when possible; pack: Ray's default."
+    )
+
+    @model_validator(mode="after")
+    def _positive_resources(self) -> RayPlacementSpec:
+        for name, amount in self.resources.items():
+            if amount <= 0:
+                raise ValueError(f"resources.{name} = {amount}: must be > 0")
+        return self
+
+
+class LocalProviderSpec(_Spec):
+    kind: Literal["local"] = "local"
+
+
+class RayProviderSpec(_Spec):
+    kind: Literal["ray"] = "ray"
+    address: str = Field(
+        "auto", min_length=1, description="'auto' (the cluster `ray start` made here) or the head HOST:PORT."
+    )
+    namespace: str = Field("ebbtide", min_length=1, description="Ray namespace of the replica actors.")
+
+
+ProviderSpec = Annotated[
+    Union[LocalProviderSpec, RayProviderSpec],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
 class Config(_Spec):
     pools: list[PoolSpec] = Field(min_length=1, description="One pool per served model id.")
     slo: SloSpec = Field(default_factory=SloSpec, description="Service-level objective (twin and reports).")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="HTTP front end.")
+    provider: ProviderSpec = Field(
+        default_factory=LocalProviderSpec, description="Where replicas run: local processes or a Ray cluster."
+    )
 
     @model_validator(mode="after")
     def _pool_refs(self) -> Config:
@@ -160,6 +218,15 @@ class Config(_Spec):
         for p in self.pools:
             if p.fallback is not None and (p.fallback not in names or p.fallback == p.name):
                 raise ValueError(f"pools[{p.name}].fallback = {p.fallback!r}: must name another pool")
+            _check_variants(p)
+        return self
+
+    @model_validator(mode="after")
+    def _placement_needs_ray(self) -> Config:
+        if self.provider.kind != "ray":
+            for p in self.pools:
+                if p.ray is not None:
+                    raise ValueError(f"pools[{p.name}].ray: only used with `provider: {{kind: ray}}`")
         return self
 
     def pool(self, name: str) -> PoolSpec:
@@ -167,6 +234,19 @@ class Config(_Spec):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+def _check_variants(pool: PoolSpec) -> None:
+    names = [v.name for v in pool.variants]
+    if "default" in names or len(set(names)) != len(names):
+        raise ValueError(f"pools[{pool.name}].variants: names must be unique and not 'default' (the pool's engine)")
+    for policy in pool.scaling.policies:
+        for action in getattr(policy, "actions", []):
+            if action.variant is not None and action.variant != "default" and action.variant not in names:
+                raise ValueError(
+                    f"pools[{pool.name}] schedule action {action.label!r}: variant = {action.variant!r} "
+                    f"is not declared under variants ({', '.join(names) or 'none'})"
+                )
 
 
 def default_threads_per_replica(max_replicas: int, cores: int | None = None) -> int:

@@ -47,6 +47,7 @@ class ScaleDecision:
     bounds_source: str
     blocked_by: str | None = None
     notes: tuple[str, ...] = field(default=())
+    variant: str | None = None
 
     @property
     def direction(self) -> str:
@@ -87,7 +88,8 @@ class Controller:
         notes: list[str] = []
         raw = self._zero_rules(signals, raw, now_s, notes)
         target = min(max(raw, lo), hi)
-        decision = ScaleDecision(self.pool, now_s, current, current, tuple(opinions), lo, hi, source, None, ())
+        variant = next((o.variant for o in reversed(opinions) if o.variant is not None), None)
+        decision = ScaleDecision(self.pool, now_s, current, current, tuple(opinions), lo, hi, source, None, (), variant)
         if target > current:
             return self._scale_out(decision, state, target, raw, now_s, notes)
         if target < current:
@@ -175,4 +177,5 @@ def _with(decision: ScaleDecision, desired: int, blocked_by: str | None, notes: 
         decision.bounds_source,
         blocked_by,
         tuple(notes),
+        decision.variant,
     )

@@ -46,7 +46,8 @@ class LocalProvider:
             url = str(getattr(engine, "base_url", ""))
             return Launched(replica_id, pool.name, url, {"external": 1})
         port = free_port()
-        threads = getattr(pool.engine, "threads", None) or default_threads_per_replica(pool.scaling.max_replicas)
+        spec = getattr(engine, "spec", pool.engine)
+        threads = getattr(spec, "threads", None) or default_threads_per_replica(pool.scaling.max_replicas)
         lease = self.lease_dir / replica_id
         lease.touch()
         plan = engine.launch_plan(port, threads, lease)

@@ -36,10 +36,13 @@ class Fleet:
         next_id: Callable[[], str],
         max_queue: int,
         clock: WallClock | None = None,
+        variants: dict[str, Engine] | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
         self.engine = engine
+        self.engines = {"default": engine, **(variants or {})}
+        self.variant = "default"
         self.session = session
         self.emit = emit
         self.next_id = next_id
@@ -56,8 +59,14 @@ class Fleet:
     def capacity(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state in CAPACITY_STATES]
 
-    def set_desired(self, desired: int) -> None:
+    def engine_of(self, replica: Replica) -> Engine:
+        return self.engines.get(replica.variant, self.engine)
+
+    def set_desired(self, desired: int, variant: str | None = None) -> None:
         self.desired = max(0, desired)
+        if variant is not None and variant != self.variant and variant in self.engines:
+            self.emit("variant", None, f"switch {self.variant} → {variant}: start {variant}, then drain {self.variant}")
+            self.variant = variant
         self._reconcile()
 
     def adopt(self, replica: Replica, launched: Launched) -> None:
@@ -67,23 +76,30 @@ class Fleet:
     def _reconcile(self) -> None:
         if self._closing:
             return
-        have = self.capacity()
+        have = [r for r in self.capacity() if r.variant == self.variant]
+        old = [r for r in self.capacity() if r.variant != self.variant]
         for _ in range(self.desired - len(have)):
             self._start_one()
         excess = len(have) - self.desired
         if excess > 0:
             for victim in sorted(have, key=_victim_order)[:excess]:
-                self._spawn(self._drain(victim, f"scale-in to {self.desired}"))
+                self._start_drain(victim, f"scale-in to {self.desired}")
+        ready_new = sum(1 for r in have if r.state is ReplicaState.READY)
+        keep_old = max(0, self.desired - ready_new)
+        for victim in sorted(old, key=_victim_order)[: max(0, len(old) - keep_old)]:
+            self._start_drain(victim, f"replaced by variant {self.variant}")
 
     def _start_one(self) -> None:
-        replica = Replica(self.next_id(), self.pool.name, self.engine.slots, requested_at=self.clock.now())
+        engine = self.engines[self.variant]
+        replica = Replica(self.next_id(), self.pool.name, engine.slots, requested_at=self.clock.now(),
+                          variant=self.variant)
         self.replicas[replica.replica_id] = replica
         self.emit("requested", replica, f"desired {self.desired}")
         self._spawn(self._launch(replica))
 
     async def _launch(self, replica: Replica) -> None:
         try:
-            launched = await self.provider.launch(self.pool, self.engine, replica.replica_id)
+            launched = await self.provider.launch(self.pool, self.engine_of(replica), replica.replica_id)
         except Exception as exc:  # noqa: BLE001 - any launch failure is a replica failure, reported and replaced
             self._fail(replica, f"launch failed: {exc}")
             return
@@ -101,11 +117,12 @@ class Fleet:
             if not await self.provider.alive(launched):
                 self._fail(replica, "process exited during startup")
                 return
-            if await self.engine.health(self.session, replica.base_url) is Health.READY:
+            if await self.engine_of(replica).health(self.session, replica.base_url) is Health.READY:
                 replica.state, replica.ready_at = ReplicaState.READY, self.clock.now()
                 took = replica.ready_at - replica.requested_at
                 self.emit("adopted" if adopted else "ready", replica, f"ready after {took:.2f}s")
                 self.broker.wake()
+                self._reconcile()
                 return
             if self.clock.now() > deadline:
                 self._fail(replica, f"not ready within startup_timeout_s {self.pool.replica.startup_timeout_s:g}")
@@ -122,7 +139,7 @@ class Fleet:
             if not await self.provider.alive(launched):
                 self._fail(replica, "process exited")
                 continue
-            if await self.engine.health(self.session, replica.base_url) is Health.READY:
+            if await self.engine_of(replica).health(self.session, replica.base_url) is Health.READY:
                 replica.health_failures = 0
                 continue
             replica.health_failures += 1
@@ -143,12 +160,18 @@ class Fleet:
             self._spawn(self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s))
         self._reconcile()
 
-    async def _drain(self, replica: Replica, reason: str) -> None:
-        was_ready = replica.state is ReplicaState.READY
+    def _start_drain(self, replica: Replica, reason: str, spawn: bool = True) -> None:
+        """Stop routing to the replica now (synchronously, so no second caller picks it), then drain and stop."""
+        if replica.state not in CAPACITY_STATES:
+            return
         replica.state = ReplicaState.DRAINING
         self.emit("draining", replica, f"{reason}; {replica.inflight} in flight")
+        if spawn:
+            self._spawn(self._finish_drain(replica))
+
+    async def _finish_drain(self, replica: Replica) -> None:
         deadline = self.clock.monotonic() + self.pool.replica.drain_timeout_s
-        while was_ready and replica.inflight > 0 and self.clock.monotonic() < deadline:
+        while replica.inflight > 0 and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
         left = replica.inflight
         if replica.base_url:
@@ -177,9 +200,10 @@ class Fleet:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if keep_replicas:
             return
-        await asyncio.gather(
-            *(self._drain(r, "shutdown") for r in self.live_replicas()), return_exceptions=True
-        )
+        for replica in self.live_replicas():
+            self._start_drain(replica, "shutdown", spawn=False)
+        draining = [r for r in self.replicas.values() if r.state is ReplicaState.DRAINING]
+        await asyncio.gather(*(self._finish_drain(r) for r in draining), return_exceptions=True)
 
 
 def _victim_order(r: Replica) -> tuple[int, int, float, str]:

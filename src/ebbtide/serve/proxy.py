@@ -44,9 +44,6 @@ async def forward(
     started = time.monotonic()
     gw = runtime.cfg.gateway
     deadline_s = _deadline(request, gw.default_deadline_s)
-    upstream_model = pr.fleet.engine.upstream_model(payload["model"])
-    if upstream_model is not None:
-        raw = json.dumps({**payload, "model": upstream_model}).encode()
     stream = bool(payload.get("stream", False))
     pr.arrivals_total += 1
     pr.last_arrival_s = runtime.policy_clock.now()
@@ -58,7 +55,8 @@ async def forward(
         for attempt in range(gw.retries + 1):
             replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded)
             try:
-                outcome = await _send(request, runtime, replica, path, raw, stream, started)
+                body = _for_engine(pr, replica, payload, raw)
+                outcome = await _send(request, runtime, replica, path, body, stream, started)
                 code = outcome.status
                 _observe(runtime, pr, outcome, started, stream)
                 return outcome.response
@@ -77,6 +75,11 @@ async def forward(
     finally:
         pr.completions_total += 1
         runtime.metrics.requests.labels(pr.spec.name, str(code)).inc()
+
+
+def _for_engine(pr: PoolRuntime, replica: Replica, payload: dict[str, Any], raw: bytes) -> bytes:
+    upstream_model = pr.fleet.engine_of(replica).upstream_model(payload["model"])
+    return raw if upstream_model is None else json.dumps({**payload, "model": upstream_model}).encode()
 
 
 def _admit_cold(runtime: Runtime, pr: PoolRuntime, deadline_s: float) -> None:

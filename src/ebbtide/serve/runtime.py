@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,10 @@ class Runtime:
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         for spec in self.cfg.pools:
             engine = build_engine(spec.engine, self.model_cache_dir)
+            variants = {v.name: build_engine(v.engine or spec.engine, self.model_cache_dir) for v in spec.variants}
             fleet = Fleet(
                 spec, self.provider, engine, self.session, self._emitter(spec.name), self._next_id(spec.name),
-                self.cfg.gateway.max_queue, self.wall,
+                self.cfg.gateway.max_queue, self.wall, variants,
             )
             controller = build_controller(spec)
             self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
@@ -91,7 +92,8 @@ class Runtime:
         """Take over replicas a previous controller left running (same state dir); mark the dead ones failed."""
         adopted = 0
         for row in self.store.replicas(pr.spec.name, live_only=True):
-            replica = Replica(row["replica_id"], pr.spec.name, pr.fleet.engine.slots, ReplicaState.STARTING,
+            engine = pr.fleet.engines.get(row["variant"], pr.fleet.engine)
+            replica = Replica(row["replica_id"], pr.spec.name, engine.slots, ReplicaState.STARTING,
                               row["base_url"], row["requested_at"], row["ready_at"], variant=row["variant"],
                               handle=row["handle"])
             launched = Launched(replica.replica_id, replica.pool, replica.base_url, replica.handle)
@@ -101,13 +103,16 @@ class Runtime:
                 continue
             await self.provider.renew(launched)
             adopted += 1
-            if await pr.fleet.engine.health(pr.fleet.session, replica.base_url) is Health.READY:
+            if await engine.health(pr.fleet.session, replica.base_url) is Health.READY:
                 replica.state = ReplicaState.READY
                 pr.fleet.replicas[replica.replica_id] = replica
                 pr.fleet.emit("adopted", replica, "healthy after controller restart")
             else:
                 pr.fleet.adopt(replica, launched)
         pr.fleet.desired = adopted
+        variants = [r.variant for r in pr.fleet.replicas.values()]
+        if variants:
+            pr.fleet.variant = max(set(variants), key=variants.count)
 
     def ready_eta_s(self, pr: PoolRuntime) -> float:
         """When a replica is expected to be ready: measured p90 cold start, else the configured estimate."""
@@ -173,18 +178,22 @@ class Runtime:
             pr.last_decision = decision
             self._record(pr, decision)
             if not pr.paused:
-                pr.fleet.set_desired(decision.desired)
+                pr.fleet.set_desired(decision.desired, decision.variant)
             pr.fleet.forget_stopped()
         self._update_gauges()
 
     def _record(self, pr: PoolRuntime, d: ScaleDecision) -> None:
-        considered = d.direction != "none" or d.blocked_by or any(
+        switching = d.variant is not None and d.variant != pr.fleet.variant
+        considered = switching or d.direction != "none" or d.blocked_by or any(
             o.desired is not None and o.desired != d.current for o in d.opinions
         )
-        key = (d.current, d.desired, d.blocked_by, d.min_replicas, d.max_replicas, tuple(o.desired for o in d.opinions))
+        key = (d.current, d.desired, d.blocked_by, d.min_replicas, d.max_replicas, d.variant,
+               tuple(o.desired for o in d.opinions))
         if not considered or (d.direction == "none" and key == pr.last_recorded):
             return
         pr.last_recorded = key
+        if switching:
+            d = replace(d, notes=(*d.notes, f"switch variant {pr.fleet.variant} → {d.variant}"))
         self.store.add_decision(d)
         if d.direction != "none":
             self.metrics.decisions.labels(pr.spec.name, d.direction).inc()
@@ -199,7 +208,8 @@ class Runtime:
             m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
             for state in ("starting", "ready", "draining", "failed"):
                 m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
-            m.cost.labels(name).inc(len(live) * pr.spec.replica.hourly_usd * dt_h)
+            prices = {v.name: v.hourly_usd for v in pr.spec.variants if v.hourly_usd is not None}
+            m.cost.labels(name).inc(sum(prices.get(r.variant, pr.spec.replica.hourly_usd) for r in live) * dt_h)
             m.inflight.clear()
             for r in live:
                 m.inflight.labels(name, r.replica_id).set(r.inflight)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ebbtide.config import Config
 from ebbtide.core.explain import explain
-from ebbtide.providers.local import LocalProvider
+from ebbtide.providers.factory import build_provider
 from ebbtide.serve.admin import decision_dict
 from ebbtide.serve.app import create_app
 from ebbtide.serve.clock import PolicyClock
@@ -62,7 +62,7 @@ def console_reporter(console: Console) -> Any:
         if kind == "event":
             console.print(f"[cyan]{data['pool']}[/cyan] replica {data['replica'] or '-'} [bold]{data['kind']}[/bold]"
                           f" {data['detail']}", highlight=False)
-        elif kind == "decision" and data["decision"].direction != "none":
+        elif kind == "decision" and (data["decision"].direction != "none" or data["decision"].notes):
             console.print(f"[magenta]{data['decision'].pool}[/magenta] {explain(decision_dict(data['decision']))}",
                           highlight=False)
         elif kind == "error":
@@ -84,7 +84,8 @@ async def run_server(
     state_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(state_dir)
     store = Store(state_dir / "ebbtide.db")
-    runtime = Runtime(cfg, store, LocalProvider(state_dir), PolicyClock(time_scale), console_reporter(console))
+    runtime = Runtime(cfg, store, build_provider(cfg, state_dir), PolicyClock(time_scale),
+                      console_reporter(console))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ class Recommendation:
     min_replicas: int | None = None
     max_replicas: int | None = None
     bounds_source: str | None = None
+    variant: str | None = None
 
 
 class Policy(Protocol):

@@ -26,6 +26,9 @@ class ScheduleAction(PolicySpec):
     min_replicas: int | None = Field(None, ge=0, description="Lower bound while this action is in force.")
     max_replicas: int | None = Field(None, ge=1, description="Upper bound while this action is in force.")
     name: str | None = Field(None, description="Shown in decisions, e.g. 'morning-pre-warm'.")
+    variant: str | None = Field(
+        None, description="Pool variant in force (vertical scaling); unset = the pool's own engine, 'default'."
+    )
 
     @field_validator("cron")
     @classmethod
@@ -78,6 +81,7 @@ class SchedulePolicy:
         self.spec = spec
         self.name = "schedule"
         self._tz = ZoneInfo(spec.tz)
+        self._uses_variants = any(a.variant for a in spec.actions)
 
     def initial_state(self) -> ScheduleState:
         return ScheduleState()
@@ -91,11 +95,12 @@ class SchedulePolicy:
         bounds = ", ".join(
             f"{k} {v}" for k, v in (("min", action.min_replicas), ("max", action.max_replicas)) if v is not None
         )
+        variant = action.variant or ("default" if self._uses_variants else None)
+        if variant is not None:
+            bounds += f", variant {variant}"
         reason = f"schedule {bounds} ({action.label}, since {since})"
-        return (
-            Recommendation(self.name, None, reason, action.min_replicas, action.max_replicas, action.label),
-            state,
-        )
+        rec = Recommendation(self.name, None, reason, action.min_replicas, action.max_replicas, action.label, variant)
+        return rec, state
 
     def _resolve(self, now_s: float) -> ScheduleState:
         after_now = datetime.fromtimestamp(math.floor(now_s) + 1, self._tz)
