@@ -20,6 +20,8 @@ COMPLETE = 0
 READY = 1
 STARTUP_FAILED = 2
 DRAIN_TIMEOUT = 3
+TICK = 4
+MINUTE = 5
 
 
 class EventClock:

@@ -1,7 +1,8 @@
 """Streaming aggregation of a run: memory is flat in the number of requests.
 
-Latency and TTFT go into fixed log-spaced histograms (2% buckets, clamped to the exact min/max seen): one per minute,
-merged into the SLO window (``slo.window_s``, 5 min) and the whole-run histogram when the minute closes. A window
+The current minute's latencies and TTFTs are kept raw (two arrays of doubles; the hot loop only appends), then
+binned with numpy into fixed log-spaced histograms (2% buckets, clamped to the exact min/max seen) when the minute
+closes, and merged into the SLO window (``slo.window_s``, 5 min) and the whole-run histogram. A window
 meets the SLO when its P95 latency and P95 TTFT are within ``slo``; rejected requests count as misses (+inf), and
 windows with no arrivals and no completions are left out. The per-minute timeline is kept in compact columns.
 """
@@ -32,6 +33,16 @@ def bucket(x: float) -> int:
         return 0
     i = int(math.log(x / LO_S) * INV_LOG) + 1
     return i if i < N_BUCKETS else N_BUCKETS - 1
+
+
+def bin_counts(values: np.ndarray) -> np.ndarray:
+    """Vectorised ``bucket`` over an array: counts per bucket."""
+    if len(values) == 0:
+        return np.zeros(N_BUCKETS, dtype=np.int64)
+    idx = np.zeros(len(values), dtype=np.int64)
+    big = values >= LO_S
+    idx[big] = np.minimum((np.log(values[big] / LO_S) * INV_LOG).astype(np.int64) + 1, N_BUCKETS - 1)
+    return np.bincount(idx, minlength=N_BUCKETS)
 
 
 def percentile(counts: np.ndarray, q: float, overflow: int = 0) -> float | None:
@@ -75,9 +86,10 @@ class Results:
         self.completed = self.output_tokens = 0
         self.rejected: dict[str, int] = {}
         self.latency, self.ttft = Histogram(), Histogram()
-        self.m_lat = [0] * N_BUCKETS
-        self.m_ttft = [0] * N_BUCKETS
-        self.m_completed = self._m_rejected = 0
+        self.m_lat, self.m_ttft = array("d"), array("d")  # this minute's completions, raw
+        self.m_output_tokens = 0
+        self._m_rejected = 0
+        self.last_minute_mean_latency_s: float | None = None
         self._w_lat = np.zeros(N_BUCKETS, dtype=np.int64)
         self._w_ttft = np.zeros(N_BUCKETS, dtype=np.int64)
         self._w_rejected = self._w_activity = self._w_minutes = 0
@@ -87,20 +99,13 @@ class Results:
         self.marks: list[Mark] = []
 
     def complete(self, latency_s: float, ttft_s: float, output_tokens: int) -> None:
-        self.m_lat[bucket(latency_s)] += 1
-        self.m_ttft[bucket(ttft_s)] += 1
-        self.m_completed += 1
-        self.output_tokens += output_tokens
-        lat = self.latency
-        if latency_s < lat.lo:
-            lat.lo = latency_s
-        if latency_s > lat.hi:
-            lat.hi = latency_s
-        tt = self.ttft
-        if ttft_s < tt.lo:
-            tt.lo = ttft_s
-        if ttft_s > tt.hi:
-            tt.hi = ttft_s
+        self.m_lat.append(latency_s)
+        self.m_ttft.append(min(ttft_s, latency_s))
+        self.m_output_tokens += output_tokens
+
+    @property
+    def completed_total(self) -> int:
+        return self.completed + len(self.m_lat)
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -113,8 +118,11 @@ class Results:
     def close_minute(
         self, *, arrivals: int, starting: int, ready: int, draining: int, capacity: int, queue: int, cost_usd: float
     ) -> None:
-        lat, ttft = np.asarray(self.m_lat, dtype=np.int64), np.asarray(self.m_ttft, dtype=np.int64)
-        rej, done = self._m_rejected, self.m_completed
+        raw_lat, raw_ttft = np.frombuffer(self.m_lat, dtype=np.float64), np.frombuffer(self.m_ttft, dtype=np.float64)
+        lat, ttft = bin_counts(raw_lat), bin_counts(raw_ttft)
+        rej, done = self._m_rejected, len(raw_lat)
+        if done:
+            self._extremes(raw_lat, raw_ttft)
         row = (self.minutes, arrivals, done, rej, starting, ready, draining, capacity, queue,
                _nan(percentile(lat, 0.95, rej)), _nan(percentile(ttft, 0.95, rej)), cost_usd)
         for name, value in zip(TIMELINE_COLUMNS, row, strict=True):
@@ -122,6 +130,7 @@ class Results:
         self.latency.counts += lat
         self.ttft.counts += ttft
         self.completed += done
+        self.output_tokens += self.m_output_tokens
         self._w_lat += lat
         self._w_ttft += ttft
         self._w_rejected += rej
@@ -129,9 +138,14 @@ class Results:
         self._w_minutes += 1
         if self._w_minutes == self.window_minutes:
             self._close_window()
-        self.m_lat, self.m_ttft = [0] * N_BUCKETS, [0] * N_BUCKETS
-        self.m_completed = self._m_rejected = 0
+        self.m_lat, self.m_ttft = array("d"), array("d")
+        self.m_output_tokens = self._m_rejected = 0
         self.minutes += 1
+
+    def _extremes(self, lat: np.ndarray, ttft: np.ndarray) -> None:
+        self.last_minute_mean_latency_s = float(lat.mean())
+        self.latency.lo, self.latency.hi = min(self.latency.lo, float(lat.min())), max(self.latency.hi, float(lat.max()))
+        self.ttft.lo, self.ttft.hi = min(self.ttft.lo, float(ttft.min())), max(self.ttft.hi, float(ttft.max()))
 
     def _close_window(self) -> None:
         if self._w_activity:

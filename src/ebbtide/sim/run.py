@@ -17,6 +17,7 @@ from heapq import heappop, heappush
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +27,10 @@ from ebbtide.core.cost import Price, fleet_cost
 from ebbtide.core.queueing import admit, estimate_wait_s
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState, ReplicaView
-from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, READY, STARTUP_FAILED, EventClock
+from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, MINUTE, READY, STARTUP_FAILED, TICK, EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.replica import ServiceModel, SimReplica, service_model
-from ebbtide.sim.results import Mark, Results, bucket
+from ebbtide.sim.results import Mark, Results
 from ebbtide.sim.spec import SimSpec
 from ebbtide.sim.traffic import Arrivals, Traffic
 
@@ -75,8 +76,8 @@ class Simulation:
         self.views: list[ReplicaView] = []
         self.queue: deque[tuple[float, int, int]] = deque()
         self.intervals: list[tuple[float, float]] = []
-        self.capacity = self.next_id = self.seq = 0
-        self.arrivals = self.m_arrivals = self.cold_starts = self.startup_failures = 0
+        self.capacity = self.next_id = self.seq = self.ticks = 0
+        self.arrivals = self.arrivals_before_minute = self.cold_starts = self.startup_failures = 0
         self.max_queue = self.max_capacity = 0
         self.last_arrival_s: float | None = None
         self.mean_latency_s = self.service.latency_s(self.service.prompt_ref_tokens, 300, self.service.slots)
@@ -157,12 +158,18 @@ class Simulation:
 
     def _arrive(self, now_s: float, prompt: int, output: int) -> None:
         self.arrivals += 1
-        self.m_arrivals += 1
         self.last_arrival_s = now_s
         if not self.queue:
             rid = least_outstanding(self.views)
-            if rid is not None:
-                self._place(self.replicas[rid], now_s, now_s, prompt, output)
+            if rid is not None:  # the common case, inlined: place on the chosen replica
+                r = self.replicas[rid]
+                self.seq += 1
+                r.start_request(now_s, self.seq, now_s, prompt, output)
+                self.views[r.pos] = r.view
+                nf = r.next_finish_s()
+                if nf < r.scheduled_s:
+                    r.scheduled_s = nf
+                    heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
                 return
         ready = [r for r in self.replicas.values() if r.state is READY_S]
         starting = [r for r in self.replicas.values() if r.state is STARTING_S]
@@ -181,42 +188,45 @@ class Simulation:
     def _on_complete(self, r: SimReplica, now_s: float) -> None:
         if now_s != r.scheduled_s or r.state is not READY_S and r.state is not DRAINING_S:
             return  # superseded by an earlier finish, or the replica stopped
-        done = r.pop_due(now_s, False)
-        if not done and r.next_finish_s() <= now_s:
-            done = r.pop_due(now_s, True)  # float rounding: the finish is now
-        if done:
-            self._record(done, now_s)
-            self.views[r.pos] = r.view
-            if r.state is DRAINING_S and r.batch == 0:
-                self._stop(r, now_s)
-                return
-            if self.queue:
-                self._drain_queue(now_s)
+        nf = r.next_finish_s()
+        if nf > now_s:  # the batch grew since this was scheduled, so the first finish moved later
+            r.scheduled_s = nf
+            heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
+            return
+        self._record(r.pop_due(now_s, True), now_s)  # force: within float rounding the first finish is now
+        self.views[r.pos] = r.view
+        if r.state is DRAINING_S and r.batch == 0:
+            self._stop(r, now_s)
+            return
+        if self.queue:
+            self._drain_queue(now_s)
         nf = r.next_finish_s()
         r.scheduled_s = nf
         if nf < INF:
             heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
 
     def _record(self, done: list[tuple[float, int, float, float, int]], now_s: float) -> None:
-        res, mean = self.results, self.mean_latency_s
-        m_lat, m_ttft, lat, ttft = res.m_lat, res.m_ttft, res.latency, res.ttft
+        res = self.results
+        lat, ttft = res.m_lat.append, res.m_ttft.append
+        tokens = 0
         for _, _, arrival_s, first_token_s, output in done:
             latency = now_s - arrival_s
+            lat(latency)
             first = first_token_s - arrival_s
-            if first > latency:
-                first = latency
-            m_lat[bucket(latency)] += 1
-            m_ttft[bucket(first)] += 1
-            res.output_tokens += output
-            lat.lo, lat.hi = min(lat.lo, latency), max(lat.hi, latency)
-            ttft.lo, ttft.hi = min(ttft.lo, first), max(ttft.hi, first)
-            mean += 0.001 * (latency - mean)
-        res.m_completed += len(done)
-        self.mean_latency_s = mean
+            ttft(first if first < latency else latency)
+            tokens += output
+        res.m_output_tokens += tokens
 
-    def _on_event(self, now_s: float, kind: int, r: SimReplica) -> None:
-        if kind == COMPLETE:
-            self._on_complete(r, now_s)
+    def _on_event(self, now_s: float, kind: int, r: Any) -> None:
+        if kind == TICK:
+            self._tick(now_s)
+            self.ticks += 1
+            self.clock.push(self.ticks * self.pool.scaling.tick_s, TICK, None)
+        elif kind == MINUTE:
+            self._close_minute(now_s)
+            self.clock.push(now_s + MINUTE_S, MINUTE, None)
+            if self.progress is not None and now_s % 3600.0 == 0.0:
+                self.progress(now_s / self.opt.duration_s)
         elif kind == READY and r.state is STARTING_S:
             r.set_state(READY_S, now_s)
             self.views[r.pos] = r.view
@@ -239,7 +249,7 @@ class Simulation:
         epoch = self.opt.start_epoch_s
         last = None if self.last_arrival_s is None else epoch + self.last_arrival_s
         signals = PoolSignals(self.pool.name, epoch + now_s, self.capacity, tuple(self.views), len(self.queue),
-                              self.arrivals, self.results.completed + self.results.m_completed, last)
+                              self.arrivals, self.results.completed_total, last)
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
         self._mark(decision, now_s)
         if decision.desired != self.capacity:
@@ -260,11 +270,13 @@ class Simulation:
         for r in self.replicas.values():
             counts[r.state] = counts.get(r.state, 0) + 1
         self.results.close_minute(
-            arrivals=self.m_arrivals, starting=counts[STARTING_S], ready=counts[READY_S],
+            arrivals=self.arrivals - self.arrivals_before_minute, starting=counts[STARTING_S], ready=counts[READY_S],
             draining=counts[DRAINING_S], capacity=self.capacity, queue=len(self.queue),
             cost_usd=self.cost_so_far(now_s),
         )
-        self.m_arrivals = 0
+        self.arrivals_before_minute = self.arrivals
+        if self.results.last_minute_mean_latency_s is not None:
+            self.mean_latency_s += 0.5 * (self.results.last_minute_mean_latency_s - self.mean_latency_s)
 
     def intervals_at(self, now_s: float) -> list[tuple[float, float]]:
         return [*self.intervals, *((r.requested_s, now_s) for r in self.replicas.values())]
@@ -279,55 +291,32 @@ class Simulation:
         return self.traffic.chunks(self.opt.start_epoch_s, self.opt.start_epoch_s + self.opt.duration_s, rng)
 
     def run(self) -> Simulation:
-        end, tick_s, clock = self.opt.duration_s, self.pool.scaling.tick_s, self.clock
-        heap = clock.heap
-        chunks = self._arrival_stream()
-        times: list[float] = []
-        prompts: list[int] = []
-        outputs: list[int] = []
-        i, n = 0, 0
-        t_arr = -1.0
-        ticks, next_tick, next_minute, next_progress = 0, 0.0, MINUTE_S, 3600.0
-        while True:
-            if i >= n and t_arr != INF:
-                times, prompts, outputs = next(chunks, ([INF], [0], [0]))
-                i, n = 0, len(times)
-                continue
-            t_arr = times[i] if i < n else INF
-            t_ev = heap[0][0] if heap else INF
-            if t_ev <= next_tick and t_ev <= t_arr and t_ev <= next_minute:
-                if t_ev >= end:
-                    break
-                now_s, _, kind, payload = heappop(heap)
-                clock.now_s = now_s
-                if kind == COMPLETE:
-                    self._on_complete(payload, now_s)
-                else:
-                    self._on_event(now_s, kind, payload)
-            elif next_minute <= next_tick and next_minute <= t_arr:
-                if next_minute >= end:
-                    break
-                clock.advance(next_minute)
-                self._close_minute(next_minute)
-                if next_minute >= next_progress and self.progress is not None:
-                    self.progress(next_minute / end)
-                    next_progress += 3600.0
-                next_minute += MINUTE_S
-            elif next_tick <= t_arr:
-                if next_tick >= end:
-                    break
-                clock.advance(next_tick)
-                self._tick(next_tick)
-                ticks += 1
-                next_tick = ticks * tick_s
-            else:
+        """Process arrivals and events in time order until ``duration_s``; at equal times, events first."""
+        end, heap = self.opt.duration_s, self.clock.heap
+        self.clock.push(0.0, TICK, None)
+        self.clock.push(MINUTE_S, MINUTE, None)
+        on_complete, on_event, arrive = self._on_complete, self._on_event, self._arrive
+        for times, prompts, outputs in self._arrival_stream():
+            for i, t_arr in enumerate(times):
+                while heap[0][0] <= t_arr:
+                    now_s, _, kind, payload = heappop(heap)
+                    if now_s >= end:
+                        return self._finish(end)
+                    if kind == COMPLETE:
+                        on_complete(payload, now_s)
+                    else:
+                        on_event(now_s, kind, payload)
                 if t_arr >= end:
-                    break
-                clock.advance(t_arr)
-                self._arrive(t_arr, prompts[i], outputs[i])
-                i += 1
-        clock.advance(end)
-        if next_minute - MINUTE_S < end:
+                    return self._finish(end)
+                arrive(t_arr, prompts[i], outputs[i])
+        while heap[0][0] < end:
+            now_s, _, kind, payload = heappop(heap)
+            on_complete(payload, now_s) if kind == COMPLETE else on_event(now_s, kind, payload)
+        return self._finish(end)
+
+    def _finish(self, end: float) -> Simulation:
+        self.clock.now_s = end
+        if self.results.minutes * MINUTE_S < end:
             self._close_minute(end)
         self.results.finish()
         if self.progress is not None:
