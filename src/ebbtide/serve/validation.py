@@ -13,7 +13,7 @@ __all__ = ["parse_body"]
 def parse_body(raw: bytes, kind: str) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "request body must be a JSON object", "invalid_body")
