@@ -1,9 +1,10 @@
 """How fast is the twin, and is its memory flat in the number of requests?
 
-Runs ``examples/seed-sagemaker.yaml`` on the business-hours profile (the seed's rates, ~0.64 M requests per weekday)
-for 1 day, 2 days and a week (Wednesday to Tuesday, weekend included), each in a fresh child process that reports
-wall and CPU seconds and its peak RSS (``resource.getrusage``). Memory is flat when the 2-day and 7-day peaks stay
-near the 1-day peak while the request count grows 2-5x. Optionally ``--tracemalloc`` adds Python-heap peaks.
+Runs ``examples/seed-sagemaker.yaml`` on the business-hours profile (the seed's rates, ~0.64 M requests per
+weekday) for 1 day, 2 days and a week (Wednesday to Tuesday, weekend included), each in a fresh child process
+that reports wall and CPU seconds and its peak RSS (``resource.getrusage``). Memory is flat when the 2-day and
+7-day peaks stay near the 1-day peak while the request count grows 2-5x. Optionally ``--tracemalloc`` adds
+Python-heap peaks.
 
     .venv/bin/python bench/sim_speed.py            # writes bench/results/sim_speed.json
 """
@@ -83,13 +84,20 @@ def main() -> None:
         "benchmark": "sim_speed",
         "config": str(CONFIG.relative_to(ROOT)),
         "traffic": "business-hours from Wednesday 2028-02-23 (America/New_York), seed 1",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "note": "the machine is shared with other work; cpu_s is the less noisy figure",
         "runs": runs,
-        "memory_flat": {f"{r['days']:g}d_vs_{base['days']:g}d": {
-            "requests_ratio": round(r["requests"] / base["requests"], 2),
-            "peak_rss_ratio": round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)} for r in runs[1:]},
+        "memory_flat": {
+            f"{r['days']:g}d_vs_{base['days']:g}d": {
+                "requests_ratio": round(r["requests"] / base["requests"], 2),
+                "peak_rss_ratio": round(r["peak_rss_mb"] / base["peak_rss_mb"], 3),
+            }
+            for r in runs[1:]
+        },
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")

@@ -25,7 +25,8 @@ def run_scenario(**kwargs: Any) -> dict[str, Any]:
 
 
 def write_table(path: Path, ttft_s: float, tpot_s: float, slots: int = 4, prompt_tokens: int = 100) -> Path:
-    """A calibration table with the same TTFT/TPOT at every concurrency: service time independent of the batch."""
+    """A calibration table with the same TTFT/TPOT at every concurrency: service time independent of the
+    batch."""
     levels = [{"concurrency": c, "ttft_p50_s": ttft_s, "tpot_p50_s": tpot_s} for c in range(1, slots + 1)]
     path.write_text(json.dumps({"slots": slots, "prompt_tokens": prompt_tokens, "levels": levels}))
     return path

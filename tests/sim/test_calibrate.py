@@ -1,4 +1,4 @@
-"""``ebbtide calibrate`` against a real llama.cpp server (tiny random GGUF), and the twin loading its table."""
+"""``ebbtide calibrate`` against a real llama.cpp server (tiny random GGUF); the twin loading its table."""
 
 from __future__ import annotations
 
@@ -34,8 +34,24 @@ def test_calibrate_a_real_llamacpp_server_and_simulate_with_the_table(
     worker = worker_process(slots=2)
     out = tmp_path / "table.json"
     _register_all()
-    res = CliRunner().invoke(app, ["calibrate", "--url", worker.base_url, "--out", str(out), "--max-concurrency", "2",
-                                   "--requests-per-level", "3", "--prompt-tokens", "32", "--max-tokens", "8"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--url",
+            worker.base_url,
+            "--out",
+            str(out),
+            "--max-concurrency",
+            "2",
+            "--requests-per-level",
+            "3",
+            "--prompt-tokens",
+            "32",
+            "--max-tokens",
+            "8",
+        ],
+    )
     assert res.exit_code == 0, res.output + worker.stderr()
     table = json.loads(out.read_text())
     assert [lv["concurrency"] for lv in table["levels"]] == [1, 2]

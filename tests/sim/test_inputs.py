@@ -1,4 +1,4 @@
-"""Traces, rate series and bad input: counts exact, errors name the file and line or the field, exit code 2."""
+"""Traces, rate series, bad input: exact counts; errors name the file and line or the field; exit code 2."""
 
 from __future__ import annotations
 
@@ -34,11 +34,23 @@ def test_trace_rate_scale_compresses_time_and_loop_repeats() -> None:
     assert len(trace) == 19_366 and trace.offsets_s[0] == 0.0
     span_s = float(trace.offsets_s[-1])
     period_s = (span_s + span_s / (len(trace) - 1)) / 2.0  # one pass at twice the rate, plus one mean gap
-    r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, rate_scale=2.0, loop=True,
-                     days=(2 * period_s - 0.01) / 86400, seed=1)
+    r = run_scenario(
+        config_path=EXAMPLES / "seed-flat5.yaml",
+        trace=AZURE,
+        rate_scale=2.0,
+        loop=True,
+        days=(2 * period_s - 0.01) / 86400,
+        seed=1,
+    )
     assert r["requests"] == 2 * 19_366
-    r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, rate_scale=2.0, loop=False,
-                     days=(2 * period_s - 0.01) / 86400, seed=1)
+    r = run_scenario(
+        config_path=EXAMPLES / "seed-flat5.yaml",
+        trace=AZURE,
+        rate_scale=2.0,
+        loop=False,
+        days=(2 * period_s - 0.01) / 86400,
+        seed=1,
+    )
     assert r["requests"] == 19_366
 
 
@@ -47,22 +59,34 @@ def test_servegen_rate_series_auto_detected_and_scaled() -> None:
     series = load_rate_trace(SERVEGEN)
     assert len(series.starts_s) == 2016 and series.widths_s[0] == 600.0
     expected = float((series.rates_per_s[:6] * series.widths_s[:6]).sum()) * 0.01
-    r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", rate_trace=SERVEGEN, rate_scale=0.01,
-                     days=1 / 24, seed=4)
+    r = run_scenario(
+        config_path=EXAMPLES / "seed-flat5.yaml", rate_trace=SERVEGEN, rate_scale=0.01, days=1 / 24, seed=4
+    )
     assert abs(r["requests"] - expected) < 5 * expected**0.5  # Poisson: within 5 sigma
 
 
 def test_bad_trace_row_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "t.csv"
-    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n"
-                   "2023-11-16 18:15:50.99,lots,109\n2023-11-16 18:15:51.22,879,55\n")
+    bad.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n"
+        "2023-11-16 18:15:50.99,lots,109\n2023-11-16 18:15:51.22,879,55\n"
+    )
     with pytest.raises(TraceError, match=r"t\.csv:3: bad row"):
         load_request_trace(bad)
     assert len(load_request_trace(bad, skip_bad_rows=True)) == 2
     res = _cli("simulate", "-c", str(EXAMPLES / "seed-flat5.yaml"), "--trace", str(bad), "--days", "0.01")
     assert res.exit_code == 2 and "t.csv:3" in res.output
-    res = _cli("simulate", "-c", str(EXAMPLES / "seed-flat5.yaml"), "--trace", str(bad), "--days", "0.01",
-               "--skip-bad-rows", "--json")
+    res = _cli(
+        "simulate",
+        "-c",
+        str(EXAMPLES / "seed-flat5.yaml"),
+        "--trace",
+        str(bad),
+        "--days",
+        "0.01",
+        "--skip-bad-rows",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["requests"] == 2
 

@@ -18,8 +18,17 @@ from tests.sim.conftest import EXAMPLES, ROOT
 
 SIM = ROOT / "src" / "ebbtide" / "sim"
 SERVE = ROOT / "src" / "ebbtide" / "serve"
-CORE_NAMES = {"decide", "least_outstanding", "power_of_two", "round_robin", "admit", "estimate_wait_s",
-              "build_controller", "replica_cost_usd", "fleet_cost"}
+CORE_NAMES = {
+    "decide",
+    "least_outstanding",
+    "power_of_two",
+    "round_robin",
+    "admit",
+    "estimate_wait_s",
+    "build_controller",
+    "replica_cost_usd",
+    "fleet_cost",
+}
 
 
 def test_policies_registered_in_core_are_the_ones_the_sim_calls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,13 +36,18 @@ def test_policies_registered_in_core_are_the_ones_the_sim_calls(monkeypatch: pyt
     for cls, key in ((TargetTrackingPolicy, "target_tracking"), (SchedulePolicy, "schedule")):
         original = cls.decide
 
-        def counting(self: Any, signals: Any, state: Any, now_s: float, _o: Any = original, _k: str = key) -> Any:
+        def counting(
+            self: Any, signals: Any, state: Any, now_s: float, _o: Any = original, _k: str = key
+        ) -> Any:
             calls[_k] += 1
             return _o(self, signals, state, now_s)
 
         monkeypatch.setattr(cls, "decide", counting)
-    sim, _ = build_simulation(ScenarioInput(config_path=EXAMPLES / "seed-sagemaker.yaml",
-                                            start="2028-02-23T08:30", days=1 / 24, seed=1))
+    sim, _ = build_simulation(
+        ScenarioInput(
+            config_path=EXAMPLES / "seed-sagemaker.yaml", start="2028-02-23T08:30", days=1 / 24, seed=1
+        )
+    )
     assert type(sim.controller) is Controller
     assert [type(p) for p in sim.controller.policies] == [TargetTrackingPolicy, SchedulePolicy]
     sim.run()
@@ -61,7 +75,12 @@ def test_no_module_of_the_twin_defines_its_own_policy_routing_or_admission() -> 
         defs, imports = _defs_and_imports(path)
         assert not defs & CORE_NAMES, f"{path.name} defines {sorted(defs & CORE_NAMES)}"
         imported |= imports
-    assert {"ebbtide.core.routing", "ebbtide.core.queueing", "ebbtide.core.signals", "ebbtide.core.cost"} <= imported
+    assert {
+        "ebbtide.core.routing",
+        "ebbtide.core.queueing",
+        "ebbtide.core.signals",
+        "ebbtide.core.cost",
+    } <= imported
     assert "ebbtide.config" in imported  # build_controller: the one the gateway uses
 
 

@@ -49,8 +49,13 @@ gateway: {max_queue: 40, default_deadline_s: 20}
     r = run_scenario(config_path=cfg, start=LUNCH, days=3 / 24, seed=3, rate_scale=0.2)
     assert r["requests"] == r["completed"] + r["rejected"] + r["in_flight_at_end"]
     assert r["rejected"] > 0 and r["startup_failures"] > 0 and r["scale_ins"] > 0
-    assert set(r["rejected_by_reason"]) <= {"429 queue full", "429 wait > deadline", "503 no ready replica",
-                                            "deadline", "drain timeout"}
+    assert set(r["rejected_by_reason"]) <= {
+        "429 queue full",
+        "429 wait > deadline",
+        "503 no ready replica",
+        "deadline",
+        "drain timeout",
+    }
     assert r["max_queue"] <= 40
 
 
@@ -79,8 +84,9 @@ def test_hand_computable_constant_load(tmp_config: Any, tmp_path: Path) -> None:
     Cost = (3600 + 3600 - 180) replica-seconds x $10/h = $19.50. Every latency is 1.0 s.
     """
     write_table(tmp_path / "table.json", ttft_s=0.1, tpot_s=0.09)
-    sim, _ = build_simulation(ScenarioInput(config_path=tmp_config(HAND), start="2028-02-23", tz="UTC",
-                                            days=1 / 24))
+    sim, _ = build_simulation(
+        ScenarioInput(config_path=tmp_config(HAND), start="2028-02-23", tz="UTC", days=1 / 24)
+    )
     sim.traffic = ConstantRate(2.0, poisson=False, fixed_tokens=(100, 11))
     sim.run()
     from ebbtide.sim.output import summary
@@ -91,7 +97,9 @@ def test_hand_computable_constant_load(tmp_config: Any, tmp_path: Path) -> None:
     assert r["max_replicas"] == 2 and r["cold_starts"] == 1 and r["scale_outs"] == 1
     assert [m.t_s for m in sim.results.marks if m.kind == "out"] == [180.0]
     assert r["cost_usd"] == 19.5
-    assert r["latency_p50_s"] == pytest.approx(1.0, abs=1e-9) and r["latency_p99_s"] == pytest.approx(1.0, abs=1e-9)
+    assert r["latency_p50_s"] == pytest.approx(1.0, abs=1e-9) and r["latency_p99_s"] == pytest.approx(
+        1.0, abs=1e-9
+    )
     assert r["ttft_p95_s"] == pytest.approx(0.1, abs=1e-9)
     assert r["slo_attainment"] == 1.0 and r["slo_windows"] == 12
 
@@ -105,8 +113,11 @@ def test_flat5_business_hours_wednesday_costs_exactly_2040() -> None:
 
 
 def test_autoscaled_seed_day_costs_less_than_flat_and_follows_the_schedule() -> None:
-    sim, _ = build_simulation(ScenarioInput(config_path=EXAMPLES / "seed-sagemaker.yaml", start="2028-02-23T08:00",
-                                            days=1.5 / 24, seed=2))
+    sim, _ = build_simulation(
+        ScenarioInput(
+            config_path=EXAMPLES / "seed-sagemaker.yaml", start="2028-02-23T08:00", days=1.5 / 24, seed=2
+        )
+    )
     sim.run()
     bounds = [(m.t_s, m.text) for m in sim.results.marks if m.kind == "bounds"]
     assert bounds and bounds[0][0] == 45 * 60 and bounds[0][1].startswith("min 2 max 5")

@@ -11,7 +11,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Billing", "FleetCost", "Price", "UnitCosts", "billed_seconds", "fleet_cost", "replica_cost_usd", "unit_costs"]
+__all__ = [
+    "Billing",
+    "FleetCost",
+    "Price",
+    "UnitCosts",
+    "billed_seconds",
+    "fleet_cost",
+    "replica_cost_usd",
+    "unit_costs",
+]
 
 Billing = Literal["per_second", "per_hour"]
 HOUR_S = 3600.0
@@ -49,7 +58,7 @@ class UnitCosts:
 
 
 def billed_seconds(seconds: float, price: Price) -> float:
-    """Seconds charged for one replica that ran ``seconds``: rounded up to whole hours for per-hour billing."""
+    """Seconds charged for a replica that ran ``seconds``: rounded up to whole hours for per-hour billing."""
     if seconds < 0:
         raise ValueError(f"seconds = {seconds}: must be >= 0")
     charged = max(seconds, price.minimum_s) if seconds > 0 else 0.0

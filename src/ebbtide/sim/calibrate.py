@@ -1,9 +1,10 @@
-"""``ebbtide calibrate``: measure a live OpenAI-compatible server's TTFT and time per output token vs concurrency.
+"""``ebbtide calibrate``: measure a live OpenAI-compatible server's TTFT and time per output token vs
+concurrency.
 
-For each concurrency c in 1..N, ``requests_per_level`` streaming ``/v1/completions`` requests run with c in flight at
-once (closed loop); the table records TTFT and TPOT percentiles per level. ``sim.service: {kind: table, path: ...}``
-loads it. TPOT = (last token time - first token time) / (tokens - 1), tokens from ``usage`` or counted chunks.
-"""
+For each concurrency c in 1..N, ``requests_per_level`` streaming ``/v1/completions`` requests run with c in
+flight at once (closed loop); the table records TTFT and TPOT percentiles per level. ``sim.service: {kind:
+table, path: ...}`` loads it. TPOT = (last token time - first token time) / (tokens - 1), tokens from
+``usage`` or counted chunks."""
 
 from __future__ import annotations
 
@@ -20,7 +21,25 @@ import aiohttp
 
 __all__ = ["CalibrationError", "CalibrationPlan", "Sample", "run_calibration", "summarize_level"]
 
-WORDS = "the tide rises and falls with the moon over the sand while boats wait at the shore".split()
+WORDS = [
+    "the",
+    "tide",
+    "rises",
+    "and",
+    "falls",
+    "with",
+    "the",
+    "moon",
+    "over",
+    "the",
+    "sand",
+    "while",
+    "boats",
+    "wait",
+    "at",
+    "the",
+    "shore",
+]
 
 
 class CalibrationError(Exception):
@@ -97,8 +116,14 @@ async def _first_model(session: aiohttp.ClientSession, plan: CalibrationPlan) ->
 
 
 async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, prompt: str) -> Sample:
-    body = {"model": model, "prompt": prompt, "max_tokens": plan.max_tokens, "stream": True, "temperature": 0.0,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": plan.max_tokens,
+        "stream": True,
+        "temperature": 0.0,
+        "stream_options": {"include_usage": True},
+    }
     began = time.perf_counter()
     first: float | None = None
     chunks, usage = 0, None
@@ -139,9 +164,12 @@ async def _level(session: aiohttp.ClientSession, plan: CalibrationPlan, model: s
     return summarize_level(c, samples, time.perf_counter() - began)
 
 
-async def run_calibration(plan: CalibrationPlan, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+async def run_calibration(
+    plan: CalibrationPlan, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
-    # llama.cpp may close a streamed connection after the last event; a fresh connection per request avoids reuse errors.
+    # llama.cpp may close a streamed connection after the last event; a fresh connection per request avoids
+    # reuse errors.
     connector = aiohttp.TCPConnector(limit=plan.max_concurrency + 1, force_close=True)
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -152,10 +180,12 @@ async def run_calibration(plan: CalibrationPlan, progress: Callable[[str], None]
                 level = await _level(session, plan, model, c)
                 levels.append(level)
                 if progress is not None:
-                    progress(f"concurrency {c}: TTFT p50 {level['ttft_p50_s']:.3f}s, "
-                             f"TPOT p50 {1000 * level['tpot_p50_s']:.1f} ms, {level['output_tok_per_s']} tok/s")
+                    progress(
+                        f"concurrency {c}: TTFT p50 {level['ttft_p50_s']:.3f}s, "
+                        f"TPOT p50 {1000 * level['tpot_p50_s']:.1f} ms, {level['output_tok_per_s']} tok/s"
+                    )
             prompt_seen = (await _one(session, plan, model, "x")).prompt_tokens
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise CalibrationError(f"{plan.url}: {exc or type(exc).__name__}") from exc
     return {
         "source": "ebbtide calibrate",

@@ -1,4 +1,4 @@
-"""``ebbtide simulate`` (the digital twin) and ``ebbtide calibrate`` (measure a live server's service table)."""
+"""``ebbtide simulate`` (the digital twin) and ``ebbtide calibrate`` (measure a live server's service)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ __all__ = ["register"]
 
 
 def simulate(
-    config: Path | None = typer.Option(None, "--config", "-c", help="ebbtide.yaml (default: the embedded pool)."),
+    config: Path | None = typer.Option(  # noqa: B008 - typer's declarative options
+        None, "--config", "-c", help="ebbtide.yaml (default: the embedded pool)."
+    ),
     pool: str | None = typer.Option(None, help="Pool to simulate (default: the first)."),
-    traffic: str | None = typer.Option(None, help="Named profile: business-hours (default) or constant (--rps)."),
-    trace: Path | None = typer.Option(None, help="Replay a request trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)."),
-    rate_trace: Path | None = typer.Option(None, help="Poisson arrivals following a rate series CSV."),
+    traffic: str | None = typer.Option(
+        None, help="Named profile: business-hours (default) or constant (--rps)."
+    ),
+    trace: Path | None = typer.Option(  # noqa: B008 - typer's declarative options
+        None, help="Replay a request trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)."
+    ),
+    rate_trace: Path | None = typer.Option(None, help="Poisson arrivals following a rate series CSV."),  # noqa: B008 - typer's declarative options
     rate_scale: float = typer.Option(1.0, help="Multiply rates (a trace is time-compressed by this factor)."),
     rps: float | None = typer.Option(None, help="Rate of the constant profile, requests/s."),
     loop: bool = typer.Option(False, "--loop", help="Repeat a --trace until the end of the run."),
@@ -30,22 +36,46 @@ def simulate(
     rate_column: str | None = typer.Option(None, help="--rate-trace rate column (auto-detected)."),
     skip_bad_rows: bool = typer.Option(False, help="Skip malformed trace rows (counted) instead of failing."),
     start: str | None = typer.Option(None, help="First day, e.g. 2028-02-23 (default: that Wednesday)."),
-    tz: str | None = typer.Option(None, help="Time zone of --start (default: the pool's schedule time zone)."),
+    tz: str | None = typer.Option(
+        None, help="Time zone of --start (default: the pool's schedule time zone)."
+    ),
     days: float = typer.Option(1.0, help="Simulated days."),
     seed: int = typer.Option(0, help="Random seed: same seed, same result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object and nothing else."),
-    out: Path | None = typer.Option(None, help="Write timeline.csv and PNG plots here."),
+    out: Path | None = typer.Option(None, help="Write timeline.csv and PNG plots here."),  # noqa: B008 - typer's declarative options
 ) -> None:
     """Run a config against a day or a week of modelled traffic with the same core as `ebbtide serve`."""
     from ebbtide.sim.output import summary, write_outputs
     from ebbtide.sim.scenario import ScenarioInput, build_simulation
 
     err = Console(stderr=True)
-    inp = ScenarioInput(config, pool, traffic, trace, rate_trace, rate_scale, rps, loop, time_column, rate_column,
-                        skip_bad_rows, start, tz, days, seed)
+    inp = ScenarioInput(
+        config,
+        pool,
+        traffic,
+        trace,
+        rate_trace,
+        rate_scale,
+        rps,
+        loop,
+        time_column,
+        rate_column,
+        skip_bad_rows,
+        start,
+        tz,
+        days,
+        seed,
+    )
     try:
-        with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as bar:
             task = bar.add_task("sim", total=1.0)
             sim, zone = build_simulation(inp, progress=lambda f: bar.update(task, completed=f))
             began = time.perf_counter()
@@ -65,20 +95,35 @@ def simulate(
 
 
 def _print_table(console: Console, r: dict[str, Any], files: list[Path]) -> None:
-    table = Table(title=f"ebbtide simulate: {r['pool']} · {r['traffic']} · seed {r['seed']}", show_header=False)
+    table = Table(
+        title=f"ebbtide simulate: {r['pool']} · {r['traffic']} · seed {r['seed']}", show_header=False
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
         ("requests / completed / rejected", f"{r['requests']:,} / {r['completed']:,} / {r['rejected']:,}"),
-        ("cost", f"${r['cost_usd']:,.2f}  ({r['replica_hours']:.1f} replica-hours at ${r['hourly_usd']:g}/h)"),
+        (
+            "cost",
+            f"${r['cost_usd']:,.2f}  ({r['replica_hours']:.1f} replica-hours at ${r['hourly_usd']:g}/h)",
+        ),
         ("cost per 1k requests", _money(r["cost_per_1k_requests_usd"])),
         ("cost per 1M output tokens", _money(r["cost_per_1m_output_tokens_usd"])),
         ("cold starts / failures", f"{r['cold_starts']} / {r['startup_failures']}"),
-        ("scale-outs / scale-ins / max replicas", f"{r['scale_outs']} / {r['scale_ins']} / {r['max_replicas']}"),
-        ("latency P50 / P95 / P99", " / ".join(_sec(r[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))),
+        (
+            "scale-outs / scale-ins / max replicas",
+            f"{r['scale_outs']} / {r['scale_ins']} / {r['max_replicas']}",
+        ),
+        (
+            "latency P50 / P95 / P99",
+            " / ".join(_sec(r[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s")),
+        ),
         ("TTFT P50 / P95", f"{_sec(r['ttft_p50_s'])} / {_sec(r['ttft_p95_s'])}"),
-        ("SLO attainment (5-min windows)", "n/a" if r["slo_attainment"] is None
-         else f"{100 * r['slo_attainment']:.1f}% of {r['slo_windows']}"),
+        (
+            "SLO attainment (5-min windows)",
+            "n/a"
+            if r["slo_attainment"] is None
+            else f"{100 * r['slo_attainment']:.1f}% of {r['slo_windows']}",
+        ),
         ("max queue", str(r["max_queue"])),
         ("service model", r["service_model"]),
         ("wall time", f"{r['wall_s']:.2f} s"),
@@ -99,21 +144,28 @@ def _sec(v: float | None) -> str:
 
 
 def calibrate(
-    url: str = typer.Option(..., help="Base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8081"),
-    out: Path = typer.Option(..., help="Where to write the table (JSON)."),
+    url: str = typer.Option(
+        ..., help="Base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8081"
+    ),
+    out: Path = typer.Option(..., help="Where to write the table (JSON)."),  # noqa: B008 - typer's declarative options
     max_concurrency: int = typer.Option(4, min=1, max=256, help="Sweep concurrency 1..N."),
-    requests_per_level: int = typer.Option(8, min=1, help="Streaming requests measured per concurrency level."),
+    requests_per_level: int = typer.Option(
+        8, min=1, help="Streaming requests measured per concurrency level."
+    ),
     prompt_tokens: int = typer.Option(128, min=1, help="Approximate prompt length sent."),
     max_tokens: int = typer.Option(64, min=2, help="Output tokens requested per request."),
     model: str = typer.Option("", help="Model name to send (default: the server's first /v1/models id)."),
     timeout_s: float = typer.Option(300.0, min=1, help="Per-request timeout."),
 ) -> None:
-    """Measure TTFT and time per output token at concurrency 1..N; `simulate` loads the table (sim.service.kind: table)."""
+    """Measure TTFT and time per output token at concurrency 1..N; `simulate` loads the table
+    (sim.service.kind: table)."""
     import asyncio
 
     from ebbtide.sim.calibrate import CalibrationError, CalibrationPlan, run_calibration
 
-    plan = CalibrationPlan(url, max_concurrency, requests_per_level, prompt_tokens, max_tokens, model, timeout_s)
+    plan = CalibrationPlan(
+        url, max_concurrency, requests_per_level, prompt_tokens, max_tokens, model, timeout_s
+    )
     console = Console(stderr=True)
     try:
         table = asyncio.run(run_calibration(plan, progress=lambda msg: console.print(msg, highlight=False)))

@@ -1,10 +1,10 @@
 """Cold starts: how long a requested replica takes to become ready, and whether it fails on the way.
 
-Models (``sim.cold_start``): seed 003's phases (storage→RAM, RAM→GPU, init; each uniform in its range), a uniform
-range (seed 000: 4-8 min), a fixed time, or measured samples. A start fails with ``startup_failure_probability``
-(at a uniform point of its load) or when it would exceed ``replica.startup_timeout_s`` (then it fails at the
-timeout, as the live fleet kills it). Either way the time until failure is paid and the fleet asks for a new one.
-"""
+Models (``sim.cold_start``): seed 003's phases (storage→RAM, RAM→GPU, init; each uniform in its range), a
+uniform range (seed 000: 4-8 min), a fixed time, or measured samples. A start fails with
+``startup_failure_probability`` (at a uniform point of its load) or when it would exceed
+``replica.startup_timeout_s`` (then it fails at the timeout, as the live fleet kills it). Either way the time
+until failure is paid and the fleet asks for a new one."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ class ColdStartModel:
     def sample_s(self, rng: random.Random) -> float:
         spec = self.spec
         if isinstance(spec, PhasedColdStart):
-            return sum(rng.uniform(lo, hi) for lo, hi in (spec.storage_to_ram_s, spec.ram_to_gpu_s, spec.init_s))
+            return sum(
+                rng.uniform(lo, hi) for lo, hi in (spec.storage_to_ram_s, spec.ram_to_gpu_s, spec.init_s)
+            )
         if isinstance(spec, UniformColdStart):
             return rng.uniform(spec.low_s, spec.high_s)
         if isinstance(spec, FixedColdStart):
@@ -50,9 +52,13 @@ class ColdStartModel:
         load_s = self.sample_s(rng)
         fails = self.failure_probability > 0 and rng.random() < self.failure_probability
         if fails:
-            return StartOutcome(rng.uniform(0.0, min(load_s, self.startup_timeout_s)), False, "startup failed")
+            return StartOutcome(
+                rng.uniform(0.0, min(load_s, self.startup_timeout_s)), False, "startup failed"
+            )
         if load_s > self.startup_timeout_s:
-            return StartOutcome(self.startup_timeout_s, False, f"not ready within {self.startup_timeout_s:g}s")
+            return StartOutcome(
+                self.startup_timeout_s, False, f"not ready within {self.startup_timeout_s:g}s"
+            )
         return StartOutcome(load_s, True)
 
     @property

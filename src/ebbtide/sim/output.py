@@ -59,8 +59,11 @@ def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
         "ttft_p95_s": _r(res.ttft.quantile(0.95)),
         "slo_attainment": _r(res.slo_attainment),
         "slo_windows": res.windows,
-        "slo": {"latency_p95_s": sim.cfg.slo.latency_p95_s, "ttft_p95_s": sim.cfg.slo.ttft_p95_s,
-                "window_s": sim.cfg.slo.window_s},
+        "slo": {
+            "latency_p95_s": sim.cfg.slo.latency_p95_s,
+            "ttft_p95_s": sim.cfg.slo.ttft_p95_s,
+            "window_s": sim.cfg.slo.window_s,
+        },
         "max_queue": sim.max_queue,
         "wall_s": None if wall_s is None else round(wall_s, 3),
     }

@@ -9,33 +9,36 @@ from zoneinfo import ZoneInfo
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
 
-from ebbtide.sim.run import Simulation  # noqa: E402
+from ebbtide.sim.run import Simulation
 
 __all__ = ["plot_all"]
 
 MARK_COLORS = {"out": "tab:red", "in": "tab:green", "bounds": "tab:purple"}
 
 
-def _times(sim: Simulation, tz: str) -> list[datetime]:
+def _times(sim: Simulation, tz: str) -> np.ndarray:
     zone = ZoneInfo(tz)
     n = len(sim.results.timeline["minute"])
-    return [datetime.fromtimestamp(sim.opt.start_epoch_s + 60.0 * k, zone) for k in range(n)]
+    stamps = [datetime.fromtimestamp(sim.opt.start_epoch_s + 60.0 * k, zone) for k in range(n)]
+    out: np.ndarray = mdates.date2num(stamps)  # type: ignore[no-untyped-call]
+    return out
 
 
-def _marks(ax: plt.Axes, sim: Simulation, tz: str) -> None:
+def _marks(ax: Axes, sim: Simulation, tz: str) -> None:
     zone = ZoneInfo(tz)
     for m in sim.results.marks:
-        at = datetime.fromtimestamp(sim.opt.start_epoch_s + m.t_s, zone)
+        at = float(mdates.date2num(datetime.fromtimestamp(sim.opt.start_epoch_s + m.t_s, zone)))  # type: ignore[no-untyped-call]
         ax.axvline(at, color=MARK_COLORS[m.kind], alpha=0.35, lw=0.8, ls="--" if m.kind == "bounds" else "-")
 
 
-def _format(ax: plt.Axes, tz: str, days: float) -> None:
+def _format(ax: Axes, tz: str, days: float) -> None:
     fmt = "%H:%M" if days <= 1.01 else "%a %H:%M"
-    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=ZoneInfo(tz)))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=ZoneInfo(tz)))  # type: ignore[no-untyped-call]
     ax.grid(alpha=0.3)
 
 
@@ -45,7 +48,9 @@ def plot_all(sim: Simulation, out_dir: Path, tz: str) -> list[Path]:
     paths = [out_dir / "rps_replicas.png", out_dir / "p95.png", out_dir / "cost.png"]
 
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    ax.plot(x, np.asarray(tl["arrivals"]) / 60.0, color="tab:blue", lw=0.7, label="requests/s (per-minute mean)")
+    ax.plot(
+        x, np.asarray(tl["arrivals"]) / 60.0, color="tab:blue", lw=0.7, label="requests/s (per-minute mean)"
+    )
     ax.set_ylabel("requests/s")
     ax2 = ax.twinx()
     ax2.step(x, tl["ready"], where="post", color="black", lw=1.4, label="ready replicas")
@@ -56,7 +61,9 @@ def plot_all(sim: Simulation, out_dir: Path, tz: str) -> list[Path]:
     _format(ax, tz, days)
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper left", fontsize=8)
-    ax.set_title(f"{sim.pool.name}: traffic and replicas (red = scale-out, green = scale-in, purple = bounds)")
+    ax.set_title(
+        f"{sim.pool.name}: traffic and replicas (red = scale-out, green = scale-in, purple = bounds)"
+    )
     fig.tight_layout()
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)

@@ -1,13 +1,12 @@
 """Modelled replicas: a continuous-batching server whose speed depends on its batch, advanced by events.
 
-Service models give ``ttft_s(prompt_tokens, batch)`` and ``tpot_s(batch)``, precomputed per batch size up to ``slots``:
-``SeedAssumed`` (the seed's own claim), ``CalibrationTable`` (measured by ``ebbtide calibrate``) and ``Roofline`` (a
-small hardware catalog the plan issue extends).
+Service models give ``ttft_s(prompt_tokens, batch)`` and ``tpot_s(batch)``, precomputed per batch size up to
+``slots``: ``SeedAssumed`` (the seed's own claim), ``CalibrationTable`` (measured by ``ebbtide calibrate``)
+and ``Roofline`` (a small hardware catalog the plan issue extends).
 
-``SimReplica`` is processor sharing in "virtual tokens": every running sequence advances one token per ``tpot_s(b)``
-seconds, so each sequence finishes at a fixed virtual time and only the replica's next finish is an event. Prefill
-is a head start of ``ttft / tpot`` virtual tokens, so it slows down with the batch too.
-"""
+``SimReplica`` is processor sharing in "virtual tokens": every running sequence advances one token per
+``tpot_s(b)`` seconds, so each sequence finishes at a fixed virtual time and only the replica's next finish is
+an event. Prefill is a head start of ``ttft / tpot`` virtual tokens, so it slows down with the batch too."""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ EPS_TOKENS = 1e-6
 
 @dataclass(frozen=True, slots=True)
 class ServiceModel:
-    """Per-batch-size tables (index = batch size, 1..slots) plus the prompt length the TTFT figures refer to."""
+    """Tables per batch size (index = batch size, 1..slots) and the prompt length TTFT figures refer to."""
 
     label: str
     slots: int
@@ -38,7 +37,9 @@ class ServiceModel:
     prefill_fixed_share: float = 0.3
 
     def ttft_s(self, prompt_tokens: int, batch: int) -> float:
-        scale = self.prefill_fixed_share + (1 - self.prefill_fixed_share) * prompt_tokens / self.prompt_ref_tokens
+        scale = (
+            self.prefill_fixed_share + (1 - self.prefill_fixed_share) * prompt_tokens / self.prompt_ref_tokens
+        )
         return self.ttft_by_batch[batch] * scale
 
     def tpot_s(self, batch: int) -> float:
@@ -52,10 +53,10 @@ class ServiceModel:
 def seed_assumed(spec: SeedAssumedService, slots: int) -> ServiceModel:
     """Seed 000's assumption: at ``rps_per_replica`` a typical request takes ``typical_latency_s``.
 
-    Little's law gives the nominal batch b_n = rps × latency; TTFT and TPOT are the nominal figures at b_n and scale
-    as (0.5 + 0.5 b/b_n): half fixed cost, half proportional to the batch. Throughput then saturates near
-    slots / latency(slots). This is what "target 600/min" implies, not physics (see docs/seed-wednesday.md).
-    """
+    Little's law gives the nominal batch b_n = rps × latency; TTFT and TPOT are the nominal figures at b_n and
+    scale as (0.5 + 0.5 b/b_n): half fixed cost, half proportional to the batch. Throughput then saturates
+    near slots / latency(slots). This is what "target 600/min" implies, not physics (see
+    docs/seed-wednesday.md)."""
     b_n = max(1.0, spec.rps_per_replica * spec.typical_latency_s)
     tpot_n = (spec.typical_latency_s - spec.ttft_s) / (spec.output_tokens - 1)
     factors = [0.5 + 0.5 * b / b_n for b in range(slots + 1)]
@@ -98,7 +99,9 @@ def _interp(xs: list[float], ys: list[float], x: float) -> float:
     return ys[-1] + max(slope, 0.0) * (x - xs[-1])
 
 
-def calibration_model(spec: TableService, data: dict[str, Any], slots: int | None, source: str) -> ServiceModel:
+def calibration_model(
+    spec: TableService, data: dict[str, Any], slots: int | None, source: str
+) -> ServiceModel:
     levels = sorted(data["levels"], key=lambda lv: lv["concurrency"])
     xs = [float(lv["concurrency"]) for lv in levels]
     pct = spec.percentile
@@ -135,7 +138,8 @@ HARDWARE = {
 
 
 def roofline(spec: RooflineService, slots: int) -> ServiceModel:
-    """Decode reads all weights plus every sequence's KV cache per step; prefill is compute-bound (2·params FLOPs/token)."""
+    """Decode reads all weights plus every sequence's KV cache per step; prefill is compute-bound (2·params
+    FLOPs/token)."""
     if spec.hardware not in HARDWARE:
         raise ValueError(f"sim.service.hardware = {spec.hardware!r}: unknown (known: {', '.join(HARDWARE)})")
     hw = HARDWARE[spec.hardware]
@@ -147,7 +151,10 @@ def roofline(spec: RooflineService, slots: int) -> ServiceModel:
     ttft = [800 * prefill_per_token * max(b, 1) ** 0.5 + tpot[b] for b in range(slots + 1)]
     return ServiceModel(
         f"roofline {spec.gpus} x {hw.name}, {spec.params_b:g}B at {spec.bytes_per_param:g} B/param",
-        slots, tuple(ttft), tuple(tpot), 800,
+        slots,
+        tuple(ttft),
+        tuple(tpot),
+        800,
     )
 
 
@@ -167,12 +174,28 @@ def service_model(
 class SimReplica:
     """One replica's lifecycle and its running batch. Times are seconds since the run's start.
 
-    ``view`` is the ``ReplicaView`` routing sees; views are cached per batch size (they are immutable), so keeping
-    it current costs a list lookup, not an allocation, on every admit and finish.
-    """
+    ``view`` is the ``ReplicaView`` routing sees; views are cached per batch size (they are immutable), so
+    keeping it current costs a list lookup, not an allocation, on every admit and finish."""
 
-    __slots__ = ("_views", "batch", "heap", "last_s", "pos", "ready_s", "replica_id", "requested_s", "scheduled_s",
-                 "service", "slots", "state", "stopped_s", "tpot", "tpots", "v", "view")
+    __slots__ = (
+        "_views",
+        "batch",
+        "heap",
+        "last_s",
+        "pos",
+        "ready_s",
+        "replica_id",
+        "requested_s",
+        "scheduled_s",
+        "service",
+        "slots",
+        "state",
+        "stopped_s",
+        "tpot",
+        "tpots",
+        "v",
+        "view",
+    )
 
     def __init__(self, replica_id: str, service: ServiceModel, requested_s: float) -> None:
         self.replica_id = replica_id
@@ -201,11 +224,15 @@ class SimReplica:
     def _view(self) -> ReplicaView:
         v = self._views[self.batch]
         if v is None:
-            v = ReplicaView(self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s)
+            v = ReplicaView(
+                self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s
+            )
             self._views[self.batch] = v
         return v
 
-    def start_request(self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int) -> float:
+    def start_request(
+        self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int
+    ) -> float:
         """Start a request now; returns its TTFT from now (prefill at the new batch size)."""
         if self.batch:
             self.v += (now_s - self.last_s) / self.tpot
@@ -213,8 +240,10 @@ class SimReplica:
         self.batch += 1
         self.tpot = tpot = self.tpots[self.batch]
         ttft = self.service.ttft_s(prompt_tokens, self.batch)
-        heapq.heappush(self.heap, (self.v + ttft / tpot + (output_tokens - 1), seq, arrival_s, now_s + ttft,
-                                   output_tokens))
+        heapq.heappush(
+            self.heap,
+            (self.v + ttft / tpot + (output_tokens - 1), seq, arrival_s, now_s + ttft, output_tokens),
+        )
         self.view = self._view()
         return ttft
 
@@ -223,7 +252,8 @@ class SimReplica:
         if self.batch:
             self.v += (now_s - self.last_s) / self.tpot
         self.last_s = now_s
-        heap, done, limit = self.heap, [], self.v + EPS_TOKENS
+        heap, limit = self.heap, self.v + EPS_TOKENS
+        done: list[tuple[float, int, float, float, int]] = []
         while heap and (heap[0][0] <= limit or (force and not done)):
             done.append(heapq.heappop(heap))
         if done:

@@ -1,11 +1,11 @@
 """Streaming aggregation of a run: memory is flat in the number of requests.
 
 The current minute's latencies and TTFTs are kept raw (two arrays of doubles; the hot loop only appends), then
-binned with numpy into fixed log-spaced histograms (2% buckets, clamped to the exact min/max seen) when the minute
-closes, and merged into the SLO window (``slo.window_s``, 5 min) and the whole-run histogram. A window
-meets the SLO when its P95 latency and P95 TTFT are within ``slo``; rejected requests count as misses (+inf), and
-windows with no arrivals and no completions are left out. The per-minute timeline is kept in compact columns.
-"""
+binned with numpy into fixed log-spaced histograms (2% buckets, clamped to the exact min/max seen) when the
+minute closes, and merged into the SLO window (``slo.window_s``, 5 min) and the whole-run histogram. A window
+meets the SLO when its P95 latency and P95 TTFT are within ``slo``; rejected requests count as misses (+inf),
+and windows with no arrivals and no completions are left out. The per-minute timeline is kept in compact
+columns."""
 
 from __future__ import annotations
 
@@ -24,8 +24,20 @@ N_BUCKETS = int(math.log(1e5 / LO_S) * INV_LOG) + 2
 _EDGES = LO_S * RATIO ** np.arange(N_BUCKETS, dtype=np.float64)
 MID = np.concatenate(([LO_S / 2], _EDGES[:-1] * math.sqrt(RATIO)))
 
-TIMELINE_COLUMNS = ("minute", "arrivals", "completed", "rejected", "starting", "ready", "draining", "capacity",
-                    "queue", "p95_latency_s", "p95_ttft_s", "cost_usd")
+TIMELINE_COLUMNS = (
+    "minute",
+    "arrivals",
+    "completed",
+    "rejected",
+    "starting",
+    "ready",
+    "draining",
+    "capacity",
+    "queue",
+    "p95_latency_s",
+    "p95_ttft_s",
+    "cost_usd",
+)
 
 
 def bucket(x: float) -> int:
@@ -46,7 +58,7 @@ def bin_counts(values: np.ndarray) -> np.ndarray:
 
 
 def percentile(counts: np.ndarray, q: float, overflow: int = 0) -> float | None:
-    """The ``q`` quantile of a bucketed sample; ``overflow`` extra observations count as +inf. None if empty."""
+    """The ``q`` quantile of a bucketed sample; ``overflow`` extra samples count as +inf. None if empty."""
     total = int(counts.sum()) + overflow
     if total == 0:
         return None
@@ -80,7 +92,9 @@ class Mark:
 class Results:
     """Per-minute buckets in, summary out. Times are seconds since the run's start."""
 
-    def __init__(self, *, slo_latency_s: float, slo_ttft_s: float, window_s: float, minute_s: float = 60.0) -> None:
+    def __init__(
+        self, *, slo_latency_s: float, slo_ttft_s: float, window_s: float, minute_s: float = 60.0
+    ) -> None:
         self.slo_latency_s, self.slo_ttft_s = slo_latency_s, slo_ttft_s
         self.window_minutes = max(1, round(window_s / minute_s))
         self.completed = self.output_tokens = 0
@@ -116,15 +130,38 @@ class Results:
         return sum(self.rejected.values())
 
     def close_minute(
-        self, *, arrivals: int, starting: int, ready: int, draining: int, capacity: int, queue: int, cost_usd: float
+        self,
+        *,
+        arrivals: int,
+        starting: int,
+        ready: int,
+        draining: int,
+        capacity: int,
+        queue: int,
+        cost_usd: float,
     ) -> None:
-        raw_lat, raw_ttft = np.frombuffer(self.m_lat, dtype=np.float64), np.frombuffer(self.m_ttft, dtype=np.float64)
+        raw_lat, raw_ttft = (
+            np.frombuffer(self.m_lat, dtype=np.float64),
+            np.frombuffer(self.m_ttft, dtype=np.float64),
+        )
         lat, ttft = bin_counts(raw_lat), bin_counts(raw_ttft)
         rej, done = self._m_rejected, len(raw_lat)
         if done:
             self._extremes(raw_lat, raw_ttft)
-        row = (self.minutes, arrivals, done, rej, starting, ready, draining, capacity, queue,
-               _nan(percentile(lat, 0.95, rej)), _nan(percentile(ttft, 0.95, rej)), cost_usd)
+        row = (
+            self.minutes,
+            arrivals,
+            done,
+            rej,
+            starting,
+            ready,
+            draining,
+            capacity,
+            queue,
+            _nan(percentile(lat, 0.95, rej)),
+            _nan(percentile(ttft, 0.95, rej)),
+            cost_usd,
+        )
         for name, value in zip(TIMELINE_COLUMNS, row, strict=True):
             self.timeline[name].append(value)
         self.latency.counts += lat
@@ -144,14 +181,22 @@ class Results:
 
     def _extremes(self, lat: np.ndarray, ttft: np.ndarray) -> None:
         self.last_minute_mean_latency_s = float(lat.mean())
-        self.latency.lo, self.latency.hi = min(self.latency.lo, float(lat.min())), max(self.latency.hi, float(lat.max()))
-        self.ttft.lo, self.ttft.hi = min(self.ttft.lo, float(ttft.min())), max(self.ttft.hi, float(ttft.max()))
+        self.latency.lo, self.latency.hi = (
+            min(self.latency.lo, float(lat.min())),
+            max(self.latency.hi, float(lat.max())),
+        )
+        self.ttft.lo, self.ttft.hi = (
+            min(self.ttft.lo, float(ttft.min())),
+            max(self.ttft.hi, float(ttft.max())),
+        )
 
     def _close_window(self) -> None:
         if self._w_activity:
             p_lat = percentile(self._w_lat, 0.95, self._w_rejected)
             p_ttft = percentile(self._w_ttft, 0.95, self._w_rejected)
-            ok = (p_lat is None or p_lat <= self.slo_latency_s) and (p_ttft is None or p_ttft <= self.slo_ttft_s)
+            ok = (p_lat is None or p_lat <= self.slo_latency_s) and (
+                p_ttft is None or p_ttft <= self.slo_ttft_s
+            )
             self.windows += 1
             self.windows_ok += int(ok)
         self._w_lat[:] = 0

@@ -1,10 +1,11 @@
 """Drive the real ``core/`` over modelled time: arrivals, completions, controller ticks, replica lifecycle.
 
 The controller is ``config.build_controller(pool)`` - the same object ``serve`` builds - called every
-``scaling.tick_s`` with a ``PoolSignals`` snapshot; requests are placed by ``core.routing.least_outstanding`` and
-admitted to a FIFO gateway queue by ``core.queueing.admit`` when every slot is busy. Capacity follows the controller's
-desired count the way the live fleet does: new replicas cold-start (and may fail and be replaced); scale-in removes
-not-ready replicas first, then the fewest in-flight, newest first, and drains them (cost stops when they stop).
+``scaling.tick_s`` with a ``PoolSignals`` snapshot; requests are placed by ``core.routing.least_outstanding``
+and admitted to a FIFO gateway queue by ``core.queueing.admit`` when every slot is busy. Capacity follows the
+controller's desired count the way the live fleet does: new replicas cold-start (and may fail and be
+replaced); scale-in removes not-ready replicas first, then the fewest in-flight, newest first, and drains them
+(cost stops when they stop).
 
 Usage: ``summary = Simulation(cfg, pool, traffic, RunOptions(start_epoch_s, 86400, seed=1)).run()``.
 """
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from heapq import heappop, heappush
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,21 @@ class Simulation:
         controller: Controller | None = None,
     ) -> None:
         self.cfg, self.pool, self.traffic, self.opt, self.progress = cfg, pool, traffic, options, progress
-        sim = pool.sim or SimSpec()
+        sim = pool.sim or SimSpec.model_validate({})
         self.service: ServiceModel = service_model(sim.service, pool.engine.slots, options.base_dir)
-        self.cold = ColdStartModel(sim.cold_start, sim.startup_failure_probability, pool.replica.startup_timeout_s)
+        self.cold = ColdStartModel(
+            sim.cold_start, sim.startup_failure_probability, pool.replica.startup_timeout_s
+        )
         self.controller = controller or build_controller(pool)
         self.cstate = self.controller.initial_state()
-        self.price = Price(pool.replica.hourly_usd, pool.replica.billing,
-                           pool.replica.spot.hourly_usd if pool.replica.spot else None)
-        self.results = Results(slo_latency_s=cfg.slo.latency_p95_s, slo_ttft_s=cfg.slo.ttft_p95_s,
-                               window_s=cfg.slo.window_s)
+        self.price = Price(
+            pool.replica.hourly_usd,
+            pool.replica.billing,
+            pool.replica.spot.hourly_usd if pool.replica.spot else None,
+        )
+        self.results = Results(
+            slo_latency_s=cfg.slo.latency_p95_s, slo_ttft_s=cfg.slo.ttft_p95_s, window_s=cfg.slo.window_s
+        )
         self.clock = EventClock(0.0)
         self.rng = random.Random(options.seed * 1_000_003 + 17)
         self.replicas: dict[str, SimReplica] = {}
@@ -173,12 +180,20 @@ class Simulation:
                 return
         ready = [r for r in self.replicas.values() if r.state is READY_S]
         starting = [r for r in self.replicas.values() if r.state is STARTING_S]
-        eta = min((max(0.0, self.cold.mean_s - (now_s - r.requested_s)) for r in starting), default=self.cold.mean_s)
+        eta = min(
+            (max(0.0, self.cold.mean_s - (now_s - r.requested_s)) for r in starting), default=self.cold.mean_s
+        )
         wait = estimate_wait_s(len(self.queue), sum(r.slots for r in ready), self.mean_latency_s, eta)
         gw = self.cfg.gateway
         adm = admit(len(self.queue), gw.max_queue, wait, gw.default_deadline_s, len(ready))
         if not adm.accepted:
-            kind = "queue full" if "queue full" in adm.reason else "no ready replica" if not ready else "wait > deadline"
+            kind = (
+                "queue full"
+                if "queue full" in adm.reason
+                else "no ready replica"
+                if not ready
+                else "wait > deadline"
+            )
             self.results.reject(f"{adm.status} {kind}")
             return
         self.queue.append((now_s, prompt, output))
@@ -186,7 +201,7 @@ class Simulation:
             self.max_queue = len(self.queue)
 
     def _on_complete(self, r: SimReplica, now_s: float) -> None:
-        if now_s != r.scheduled_s or r.state is not READY_S and r.state is not DRAINING_S:
+        if now_s != r.scheduled_s or (r.state is not READY_S and r.state is not DRAINING_S):
             return  # superseded by an earlier finish, or the replica stopped
         nf = r.next_finish_s()
         if nf > now_s:  # the batch grew since this was scheduled, so the first finish moved later
@@ -248,8 +263,16 @@ class Simulation:
     def _tick(self, now_s: float) -> None:
         epoch = self.opt.start_epoch_s
         last = None if self.last_arrival_s is None else epoch + self.last_arrival_s
-        signals = PoolSignals(self.pool.name, epoch + now_s, self.capacity, tuple(self.views), len(self.queue),
-                              self.arrivals, self.results.completed_total, last)
+        signals = PoolSignals(
+            self.pool.name,
+            epoch + now_s,
+            self.capacity,
+            tuple(self.views),
+            len(self.queue),
+            self.arrivals,
+            self.results.completed_total,
+            last,
+        )
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
         self._mark(decision, now_s)
         if decision.desired != self.capacity:
@@ -259,7 +282,9 @@ class Simulation:
         marks = self.results.marks
         if (d.min_replicas, d.max_replicas) != self.bounds and len(marks) < 10_000:
             if self.bounds is not None:
-                marks.append(Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})"))
+                marks.append(
+                    Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})")
+                )
             self.bounds = (d.min_replicas, d.max_replicas)
         if d.desired != d.current and len(marks) < 10_000:
             why = "; ".join(o.reason for o in d.opinions if o.desired is not None) or "bounds"
@@ -270,8 +295,12 @@ class Simulation:
         for r in self.replicas.values():
             counts[r.state] = counts.get(r.state, 0) + 1
         self.results.close_minute(
-            arrivals=self.arrivals - self.arrivals_before_minute, starting=counts[STARTING_S], ready=counts[READY_S],
-            draining=counts[DRAINING_S], capacity=self.capacity, queue=len(self.queue),
+            arrivals=self.arrivals - self.arrivals_before_minute,
+            starting=counts[STARTING_S],
+            ready=counts[READY_S],
+            draining=counts[DRAINING_S],
+            capacity=self.capacity,
+            queue=len(self.queue),
             cost_usd=self.cost_so_far(now_s),
         )
         self.arrivals_before_minute = self.arrivals

@@ -49,7 +49,7 @@ class ScenarioInput:
 
 
 def pool_tz(pool: PoolSpec) -> str:
-    """``sim.tz``, else the first schedule policy's time zone (so "a Wednesday" is the schedule's), else UTC."""
+    """``sim.tz``, else the first schedule's time zone (so "a Wednesday" is the schedule's), else UTC."""
     if pool.sim is not None and pool.sim.tz is not None:
         return pool.sim.tz
     for spec in pool.scaling.policies:
@@ -71,8 +71,11 @@ def _config(inp: ScenarioInput) -> tuple[Config, PoolSpec]:
 
 
 def _traffic(inp: ScenarioInput, tz: str) -> Traffic:
-    chosen = [n for n, v in (("--traffic", inp.traffic), ("--trace", inp.trace), ("--rate-trace", inp.rate_trace))
-              if v is not None]
+    chosen = [
+        n
+        for n, v in (("--traffic", inp.traffic), ("--trace", inp.trace), ("--rate-trace", inp.rate_trace))
+        if v is not None
+    ]
     if len(chosen) > 1:
         raise InputError(f"{' and '.join(chosen)}: choose one traffic source")
     if not math.isfinite(inp.rate_scale) or inp.rate_scale <= 0:
@@ -81,8 +84,12 @@ def _traffic(inp: ScenarioInput, tz: str) -> Traffic:
         trace = load_request_trace(inp.trace, skip_bad_rows=inp.skip_bad_rows)
         return TraceReplay(trace, inp.rate_scale, inp.loop)
     if inp.rate_trace is not None:
-        series = load_rate_trace(inp.rate_trace, time_column=inp.time_column, rate_column=inp.rate_column,
-                                 skip_bad_rows=inp.skip_bad_rows)
+        series = load_rate_trace(
+            inp.rate_trace,
+            time_column=inp.time_column,
+            rate_column=inp.rate_column,
+            skip_bad_rows=inp.skip_bad_rows,
+        )
         return RateSeries(series, inp.rate_scale, loop=True)
     return make_profile(inp.traffic or "business-hours", tz=tz, rate_scale=inp.rate_scale, rps=inp.rps)
 
@@ -92,7 +99,9 @@ def _start_epoch(inp: ScenarioInput, tz: str) -> float:
     try:
         day = datetime.fromisoformat(text)
     except ValueError:
-        raise InputError(f"--start = {text!r}: must be a date like 2028-02-23 (optionally with a time)") from None
+        raise InputError(
+            f"--start = {text!r}: must be a date like 2028-02-23 (optionally with a time)"
+        ) from None
     return day.replace(tzinfo=ZoneInfo(tz)).timestamp() if day.tzinfo is None else day.timestamp()
 
 
@@ -110,7 +119,7 @@ def build_simulation(
     tz = inp.tz or pool_tz(pool)
     try:
         ZoneInfo(tz)
-    except Exception:  # noqa: BLE001 - zoneinfo raises several types for a bad key
+    except Exception:
         raise InputError(f"--tz = {tz!r}: not an IANA time zone") from None
     traffic = _traffic(inp, tz)
     base_dir = inp.config_path.parent if inp.config_path is not None else None
@@ -120,4 +129,3 @@ def build_simulation(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return sim, tz
-

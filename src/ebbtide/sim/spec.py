@@ -1,8 +1,8 @@
 """The ``sim:`` block of a pool: how the twin models replicas (service, cold start, startup failures).
 
-Only the simulator reads it; ``serve`` ignores it, so one ``ebbtide.yaml`` runs in both. ``config.PoolSpec.sim``
-holds a ``SimSpec``; defaults for the twin live here, next to their descriptions (documented in docs/config.md).
-"""
+Only the simulator reads it; ``serve`` ignores it, so one ``ebbtide.yaml`` runs in both.
+``config.PoolSpec.sim`` holds a ``SimSpec``; defaults for the twin live here, next to their descriptions
+(documented in docs/config.md)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ class _Spec(BaseModel):
 
 
 class SeedAssumedService(_Spec):
-    """Service 'as assumed by the seed': a replica serves ``rps_per_replica`` typical requests inside the SLO."""
+    """'As assumed by the seed': a replica serves ``rps_per_replica`` typical requests inside the SLO."""
 
     kind: Literal["seed_assumed"] = "seed_assumed"
     rps_per_replica: float = Field(10.0, gt=0, description="Requests/s one replica serves at nominal load.")
     typical_latency_s: float = Field(
-        1.5, gt=0, description="End-to-end seconds of a typical request at nominal load (P95 then depends on spread)."
+        1.5,
+        gt=0,
+        description="End-to-end seconds of a typical request at nominal load (P95 then depends on spread).",
     )
     ttft_s: float = Field(0.25, gt=0, description="Time to first token of a typical prompt at nominal load.")
     prompt_tokens: int = Field(800, ge=1, description="Typical prompt length the figures refer to.")
@@ -44,7 +46,9 @@ class SeedAssumedService(_Spec):
     @model_validator(mode="after")
     def _ttft_fits(self) -> SeedAssumedService:
         if self.ttft_s >= self.typical_latency_s:
-            raise ValueError(f"ttft_s = {self.ttft_s}: must be < typical_latency_s = {self.typical_latency_s}")
+            raise ValueError(
+                f"ttft_s = {self.ttft_s}: must be < typical_latency_s = {self.typical_latency_s}"
+            )
         return self
 
 
@@ -52,8 +56,12 @@ class TableService(_Spec):
     """A calibration table written by ``ebbtide calibrate`` (path relative to the config file)."""
 
     kind: Literal["table"] = "table"
-    path: str = Field(min_length=1, description="JSON table from `ebbtide calibrate`; relative to the config file.")
-    percentile: Literal["p50", "p95"] = Field("p50", description="Which measured percentile drives the model.")
+    path: str = Field(
+        min_length=1, description="JSON table from `ebbtide calibrate`; relative to the config file."
+    )
+    percentile: Literal["p50", "p95"] = Field(
+        "p50", description="Which measured percentile drives the model."
+    )
 
 
 class RooflineService(_Spec):
@@ -64,7 +72,9 @@ class RooflineService(_Spec):
     gpus: int = Field(8, ge=1, description="GPUs per replica (tensor parallel).")
     params_b: float = Field(70.0, gt=0, description="Model parameters, billions.")
     bytes_per_param: float = Field(2.0, gt=0, description="2 = FP16/BF16, 1 = FP8/INT8, 0.5 = INT4.")
-    kv_bytes_per_token: float = Field(327_680.0, ge=0, description="KV cache bytes per token (Llama 3 70B FP16).")
+    kv_bytes_per_token: float = Field(
+        327_680.0, ge=0, description="KV cache bytes per token (Llama 3 70B FP16)."
+    )
     context_tokens: int = Field(1100, ge=1, description="Mean context held per sequence during decode.")
     efficiency: float = Field(0.7, gt=0, le=1, description="Fraction of peak bandwidth/FLOPs achieved.")
 
@@ -121,8 +131,12 @@ ColdStartSpec = Annotated[
 
 
 class SimSpec(_Spec):
-    service: ServiceSpec = Field(default_factory=SeedAssumedService, description="Replica service model.")
-    cold_start: ColdStartSpec = Field(default_factory=PhasedColdStart, description="Replica cold start model.")
+    service: ServiceSpec = Field(
+        default_factory=lambda: SeedAssumedService.model_validate({}), description="Replica service model."
+    )
+    cold_start: ColdStartSpec = Field(
+        default_factory=lambda: PhasedColdStart.model_validate({}), description="Replica cold start model."
+    )
     startup_failure_probability: float = Field(
         0.0, ge=0, le=1, description="Chance a starting replica fails (then replaced); cost is still paid."
     )
@@ -130,7 +144,8 @@ class SimSpec(_Spec):
         None, ge=0, description="Warm replicas at t=0 (billed from t=0); default scaling.min_replicas."
     )
     tz: str | None = Field(
-        None, description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC."
+        None,
+        description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC.",
     )
 
 

@@ -1,9 +1,8 @@
 """CSV inputs of the twin: request traces (Azure format) and rate series (e.g. ServeGen), with errors naming
 file and line.
 
-``load_request_trace(path)`` → offsets from the first request plus token counts;
-``load_rate_trace(path)`` → piecewise-constant rate series. ``skip_bad_rows=True`` counts bad rows instead of failing.
-"""
+``load_request_trace(path)`` → offsets from the first request plus token counts; ``load_rate_trace(path)`` →
+piecewise-constant rate series. ``skip_bad_rows=True`` counts bad rows instead of failing."""
 
 from __future__ import annotations
 
@@ -87,7 +86,8 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def load_request_trace(path: str | Path, *, skip_bad_rows: bool = False) -> RequestTrace:
-    """Azure LLM inference trace format: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (other names auto-detected)."""
+    """Azure LLM inference trace format: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (other names auto-
+    detected)."""
     path = Path(path)
     header, rows = _rows(path)
     ti = _pick(header, None, TIME_COLUMNS, path, "time")
@@ -118,7 +118,10 @@ def load_request_trace(path: str | Path, *, skip_bad_rows: bool = False) -> Requ
     order = np.argsort(t_arr, kind="stable")
     t_arr = t_arr[order] - t_arr[order[0]]
     return RequestTrace(
-        str(path), t_arr, np.asarray(prompts, dtype=np.int64)[order], np.asarray(outputs, dtype=np.int64)[order],
+        str(path),
+        t_arr,
+        np.asarray(prompts, dtype=np.int64)[order],
+        np.asarray(outputs, dtype=np.int64)[order],
         skipped,
     )
 
@@ -130,7 +133,8 @@ def load_rate_trace(
     rate_column: str | None = None,
     skip_bad_rows: bool = False,
 ) -> RateTrace:
-    """A rate series, piecewise constant from one row's time to the next (ServeGen: window_start_s, total_rate…)."""
+    """A rate series, piecewise constant from one row's time to the next (ServeGen: window_start_s,
+    total_rate…)."""
     path = Path(path)
     header, rows = _rows(path)
     ti = _pick(header, time_column, TIME_COLUMNS, path, "time")

@@ -1,12 +1,12 @@
-"""Arrivals for the twin: named profiles (non-homogeneous Poisson, piecewise constant), trace and rate-series replay.
+"""Arrivals for the twin: named profiles (non-homogeneous Poisson, piecewise constant), trace and rate-series
+replay.
 
 Every source yields chunks ``(times_s, prompt_tokens, output_tokens)`` in time order (seconds after the run's
 start, which is an epoch time so profiles can read the local hour), about an hour at a time, so
 memory stays flat however long the run. Randomness only from the ``numpy.random.Generator`` passed in.
 
-``business-hours`` follows seed 000: overnight single digits with zero stretches, 09-11 ramp to ~15 RPS, 12-14 an
-average of 25 RPS with 40 RPS bursts, 14-18 between 20 and 10, near zero after 19:00; weekends low.
-"""
+``business-hours`` follows seed 000: overnight single digits with zero stretches, 09-11 ramp to ~15 RPS, 12-14
+an average of 25 RPS with 40 RPS bursts, 14-18 between 20 and 10, near zero after 19:00; weekends low."""
 
 from __future__ import annotations
 
@@ -39,8 +39,23 @@ CELL_S = 10.0
 HOUR_S = 3600.0
 
 # (local hour, mean requests/s); linear in between. Seed 000's curve; weekends "low".
-WEEKDAY = ((0, 1.5), (3, 1.0), (6, 1.5), (8, 3.0), (9, 6.0), (10, 11.0), (11, 15.0), (12, 25.0), (14, 25.0),
-           (14.01, 20.0), (16, 15.0), (18, 10.0), (19, 2.0), (20, 0.8), (24, 1.5))
+WEEKDAY = (
+    (0, 1.5),
+    (3, 1.0),
+    (6, 1.5),
+    (8, 3.0),
+    (9, 6.0),
+    (10, 11.0),
+    (11, 15.0),
+    (12, 25.0),
+    (14, 25.0),
+    (14.01, 20.0),
+    (16, 15.0),
+    (18, 10.0),
+    (19, 2.0),
+    (20, 0.8),
+    (24, 1.5),
+)
 WEEKEND = ((0, 1.0), (9, 1.0), (13, 2.5), (18, 1.5), (24, 1.0))
 LUNCH_BURST_RPS = 40.0
 
@@ -77,21 +92,24 @@ class Traffic(Protocol):
 def poisson_pieces(
     rng: np.random.Generator, starts: np.ndarray, widths: np.ndarray, rates: np.ndarray
 ) -> np.ndarray:
-    """Exact non-homogeneous Poisson arrivals for a piecewise-constant rate: N ~ Poisson(rate·width), uniform in it."""
+    """Exact non-homogeneous Poisson arrivals for a piecewise-constant rate: N ~ Poisson(rate·width), uniform
+    in it."""
     n = rng.poisson(np.maximum(rates, 0.0) * widths)
     total = int(n.sum())
-    times = np.repeat(starts, n) + rng.random(total) * np.repeat(widths, n)
+    times: np.ndarray = np.repeat(starts, n) + rng.random(total) * np.repeat(widths, n)
     times.sort()
     return times
 
 
 def _interp(anchors: tuple[tuple[float, float], ...], hours: np.ndarray) -> np.ndarray:
-    return np.interp(hours, [a[0] for a in anchors], [a[1] for a in anchors])
+    out: np.ndarray = np.interp(hours, [a[0] for a in anchors], [a[1] for a in anchors])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class _Mode:
-    """Two-state modulation of a cell: 'high' for ``fraction`` of the time at ``high_rate``, dwelling ``dwell_s``."""
+    """Two-state modulation of a cell: 'high' for ``fraction`` of the time at ``high_rate``, dwelling
+    ``dwell_s``."""
 
     fraction: float
     dwell_s: float
@@ -109,7 +127,8 @@ def _mode(hour: float, weekend: bool) -> _Mode:
 
 @dataclass
 class BusinessHours:
-    """Seed 000's business day in time zone ``tz``, with bursts and quiet stretches as a Markov-modulated Poisson."""
+    """Seed 000's business day in time zone ``tz``, with bursts and quiet stretches as a Markov-modulated
+    Poisson."""
 
     tz: str = "America/New_York"
     scale: float = 1.0
@@ -137,7 +156,12 @@ class BusinessHours:
             t0 = t1
 
     def _modulate(
-        self, rng: np.random.Generator, hours: np.ndarray, means: np.ndarray, widths: np.ndarray, weekend: bool,
+        self,
+        rng: np.random.Generator,
+        hours: np.ndarray,
+        means: np.ndarray,
+        widths: np.ndarray,
+        weekend: bool,
         high: bool,
     ) -> tuple[np.ndarray, bool]:
         draws = rng.random(len(hours))
@@ -147,7 +171,7 @@ class BusinessHours:
             p_exit = min(1.0, w / mode.dwell_s)
             p_enter = min(1.0, p_exit * mode.fraction / (1.0 - mode.fraction))
             high = draws[i] >= p_exit if high else draws[i] < p_enter
-            peak = (mode.burst_rps * self.scale if mode.burst_rps is not None else mode.burst_factor * mean)
+            peak = mode.burst_rps * self.scale if mode.burst_rps is not None else mode.burst_factor * mean
             peak = max(peak, mean)
             low = max(0.0, (mean - mode.fraction * peak) / (1.0 - mode.fraction))
             rates[i] = peak if high else low
@@ -186,7 +210,7 @@ class ConstantRate:
 
 @dataclass
 class TraceReplay:
-    """Replays a request trace from the run's start, time compressed by ``rate_scale``; ``loop`` repeats it."""
+    """Replays a request trace from the run's start, time-compressed by ``rate_scale``; ``loop`` repeats."""
 
     trace: RequestTrace
     rate_scale: float = 1.0
@@ -204,7 +228,11 @@ class TraceReplay:
             keep = times < end_s
             for lo in range(0, int(keep.sum()), 50_000):
                 hi = min(lo + 50_000, int(keep.sum()))
-                yield (times[lo:hi] - start_s).tolist(), tr.prompt_tokens[lo:hi].tolist(), tr.output_tokens[lo:hi].tolist()
+                yield (
+                    (times[lo:hi] - start_s).tolist(),
+                    tr.prompt_tokens[lo:hi].tolist(),
+                    tr.output_tokens[lo:hi].tolist(),
+                )
             if not self.loop:
                 return
             base += period
@@ -212,7 +240,7 @@ class TraceReplay:
 
 @dataclass
 class RateSeries:
-    """Poisson arrivals whose rate follows a series (piecewise constant), × ``rate_scale``; loops by default."""
+    """Poisson arrivals at a rate following a series (piecewise constant) × ``rate_scale``; loops."""
 
     trace: RateTrace
     rate_scale: float = 1.0
