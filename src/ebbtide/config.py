@@ -139,6 +139,9 @@ class PoolSpec(_Spec):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Bounds, cooldowns, policies.")
     fallback: str | None = Field(None, description="Pool that takes overflow when this one would miss the SLO.")
     ray: RayPlacementSpec | None = Field(None, description="Per-replica Ray resources (provider kind ray).")
+    fallback_classes: list[str] = Field(
+        default_factory=lambda: ["interactive"], description="Priority classes allowed to overflow to `fallback`."
+    )
     variants: list[VariantSpec] = Field(
         default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:` (docs/policies.md)."
     )
@@ -159,6 +162,11 @@ class GatewaySpec(_Spec):
     default_deadline_s: float = Field(120.0, gt=0, description="Longest a request waits for a slot by default.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     retries: int = Field(2, ge=0, description="Retries on another replica when one fails before the first byte.")
+    priority_classes: list[str] = Field(
+        default_factory=lambda: ["interactive", "batch"], min_length=1,
+        description="Queue classes, highest priority first; API keys name one (unknown classes rank last).",
+    )
+    anonymous_class: str = Field("interactive", description="Class of requests when no API keys are configured.")
 
 
 class RayPlacementSpec(_Spec):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ebbtide.core.signals import ReplicaState
-from ebbtide.serve.broker import QueueFull, Replica, SlotBroker
+from ebbtide.serve.broker import QueueFull, Replica, Shed, SlotBroker
 
 
 def make(n: int, slots: int = 1) -> tuple[list[Replica], SlotBroker]:
@@ -74,3 +74,26 @@ async def test_new_ready_replica_wakes_waiters_and_excluded_replica_is_skipped()
     replicas[-1].state = ReplicaState.READY
     broker.wake()
     assert (await waiter).replica_id == "r9"
+
+
+async def test_interactive_waiter_is_served_first_and_a_full_queue_sheds_batch() -> None:
+    replicas, broker = make(1)
+    held = await broker.acquire(1)
+    batch1 = asyncio.ensure_future(broker.acquire(5, tenant="t", priority_class="batch"))
+    batch2 = asyncio.ensure_future(broker.acquire(5, tenant="u", priority_class="batch"))
+    await asyncio.sleep(0)
+    assert broker.queue_depth == 2
+    inter = asyncio.ensure_future(broker.acquire(5, tenant="v", priority_class="interactive"))
+    await asyncio.sleep(0)
+    with pytest.raises(Shed):
+        await batch2
+    assert broker.queue_depth == 2
+    broker.release(held)
+    assert (await inter) is held
+    broker.release(held)
+    assert (await batch1) is held
+    with pytest.raises(QueueFull):
+        for _ in range(3):
+            asyncio.ensure_future(broker.acquire(5, priority_class="interactive"))
+            await asyncio.sleep(0)
+        await broker.acquire(5, priority_class="interactive")

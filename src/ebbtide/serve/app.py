@@ -12,7 +12,7 @@ from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.admin import admin_routes
 from ebbtide.serve.errors import ApiError, error_response
 from ebbtide.serve.openapi import openapi_document
-from ebbtide.serve.proxy import forward
+from ebbtide.serve.dispatch import dispatch
 from ebbtide.serve.runtime import Runtime
 from ebbtide.serve.validation import parse_body
 
@@ -40,6 +40,7 @@ async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamRe
 def _completion_handler(kind: str, path: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
+        caller = runtime.gatekeeper.caller(request)
         if request.content_type != "application/json":
             raise ApiError(415, f"Content-Type must be application/json, got {request.content_type!r}",
                            "unsupported_media_type")
@@ -49,7 +50,7 @@ def _completion_handler(kind: str, path: str) -> Handler:
         if pr is None:
             known = ", ".join(sorted(runtime.pools))
             raise ApiError(404, f"model {payload['model']!r} not found; served: {known}", "model_not_found", "model")
-        return await forward(request, runtime, pr, path, payload, raw)
+        return await dispatch(request, runtime, pr, caller, path, payload, raw)
 
     return handle
 

@@ -1,25 +1,29 @@
-"""Slots of one pool: pick a replica (core routing) and count it in-flight with no await in between; FIFO waiters.
+"""Slots of one pool: pick a replica (core routing) and count it in-flight with no await in between; fair waiters.
 
 When every ready replica's slots are busy, requests wait here (bounded by ``max_queue``) instead of piling onto
-engines; this queue's depth is the pool's scaling signal.
+engines; this queue's depth is the pool's scaling signal. Waiters are served by priority class, then weighted fair
+across tenants (``core.fairqueue``); a full queue sheds its newest lower-class waiter to admit a higher class.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ebbtide.core.fairqueue import DEFAULT_CLASSES, FairQueue
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import ReplicaState, ReplicaView
 
-__all__ = ["QueueFull", "Replica", "SlotBroker"]
+__all__ = ["QueueFull", "Replica", "Shed", "SlotBroker"]
 
 
 class QueueFull(Exception):
     pass
+
+
+class Shed(QueueFull):
+    """This waiter was dropped to make room for a higher-priority request."""
 
 
 @dataclass(eq=False)
@@ -37,6 +41,7 @@ class Replica:
     health_failures: int = 0
     variant: str = "default"
     handle: dict[str, str | int | float] = field(default_factory=dict)
+    spot: bool = False
 
     def view(self) -> ReplicaView:
         return ReplicaView(
@@ -51,55 +56,80 @@ class _Waiter:
 
 
 class SlotBroker:
-    def __init__(self, replicas: Callable[[], list[Replica]], max_queue: int) -> None:
+    def __init__(
+        self, replicas: Callable[[], list[Replica]], max_queue: int, classes: Sequence[str] = DEFAULT_CLASSES
+    ) -> None:
         self._replicas = replicas
         self.max_queue = max_queue
-        self._waiters: deque[_Waiter] = deque()
+        self._queue: FairQueue[_Waiter] = FairQueue(classes)
 
     @property
     def queue_depth(self) -> int:
-        return sum(1 for w in self._waiters if not w.future.done())
+        return len(self._queue)
 
     def try_acquire(self, exclude: frozenset[str] = frozenset()) -> Replica | None:
-        if self._waiters:
+        if len(self._queue):
             return None
         return self._pick(exclude)
 
-    async def acquire(self, timeout_s: float, exclude: frozenset[str] = frozenset()) -> Replica:
+    async def acquire(
+        self,
+        timeout_s: float,
+        exclude: frozenset[str] = frozenset(),
+        tenant: str = "",
+        priority_class: str = "interactive",
+    ) -> Replica:
         replica = self.try_acquire(exclude)
         if replica is not None:
             return replica
-        if self.queue_depth >= self.max_queue:
-            raise QueueFull(f"queue full ({self.max_queue} waiting)")
+        if len(self._queue) >= self.max_queue:
+            self._shed_for(priority_class)
         waiter = _Waiter(asyncio.get_running_loop().create_future(), exclude)
-        self._waiters.append(waiter)
+        item = self._queue.push(waiter, tenant, priority_class)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except BaseException:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 self.release(waiter.future.result())
-            else:
+            elif not waiter.future.done():
                 waiter.future.cancel()
             raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            self._queue.discard(item)
+
+    def _shed_for(self, priority_class: str) -> None:
+        victim = self._queue.shed_candidate(priority_class)
+        if victim is None:
+            raise QueueFull(f"queue full ({self.max_queue} waiting)")
+        self._queue.discard(victim)
+        victim.payload.future.set_exception(Shed(f"shed for a higher-priority request ({victim.priority_class})"))
 
     def release(self, replica: Replica) -> None:
         replica.inflight = max(0, replica.inflight - 1)
         self.wake()
 
     def wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters[0]
-            if waiter.future.done():
-                self._waiters.popleft()
+        while (head := self._queue.peek()) is not None:
+            if head.payload.future.done():
+                self._queue.discard(head)
                 continue
-            replica = self._pick(waiter.exclude)
+            replica = self._pick(head.payload.exclude)
             if replica is None:
+                if head.payload.exclude and self._serve_out_of_order():
+                    continue
                 return
-            self._waiters.popleft()
-            waiter.future.set_result(replica)
+            self._queue.discard(head)
+            head.payload.future.set_result(replica)
+
+    def _serve_out_of_order(self) -> bool:
+        """The head excludes every free replica (it is retrying): serve the first waiter that can go."""
+        for item in self._queue.in_order():
+            replica = self._pick(item.payload.exclude)
+            if replica is not None:
+                self._queue.discard(item)
+                item.payload.future.set_result(replica)
+                return True
+        return False
 
     def _pick(self, exclude: frozenset[str]) -> Replica | None:
         replicas = self._replicas()
@@ -111,3 +141,4 @@ class SlotBroker:
                 r.inflight += 1
                 return r
         return None
+

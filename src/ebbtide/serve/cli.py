@@ -47,19 +47,23 @@ def serve(
     state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="SQLite store, admin token, replica logs and leases."),
     time_scale: float = typer.Option(1.0, min=0.001, help="Policy seconds per wall second (60 = 1 min per s)."),
     keep_replicas: bool = typer.Option(False, help="On stop, leave replicas running for a restarted controller."),
+    insecure: bool = typer.Option(False, help="Allow a non-loopback bind with no API keys (anyone can call)."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
-    from ebbtide.serve.server import PortInUse, run_server
+    from ebbtide.serve.server import InsecureBind, PortInUse, run_server
 
     console = Console()
     cfg = load_or_default(config, console)
     gateway = cfg.gateway.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
     cfg = cfg.model_copy(update={"gateway": gateway})
     try:
-        uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console))
+        uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console, insecure=insecure))
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except InsecureBind as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def admin_get(url: str, state_dir: Path, path: str) -> Any:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
 from ebbtide.config import PoolSpec
+from ebbtide.core.fairqueue import DEFAULT_CLASSES
 from ebbtide.core.signals import CAPACITY_STATES, ReplicaState
 from ebbtide.engines.base import Engine, Health
 from ebbtide.providers.base import Launched, Provider
@@ -37,6 +38,7 @@ class Fleet:
         max_queue: int,
         clock: WallClock | None = None,
         variants: dict[str, Engine] | None = None,
+        priority_classes: Sequence[str] = DEFAULT_CLASSES,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -49,7 +51,7 @@ class Fleet:
         self.clock = clock or WallClock()
         self.replicas: dict[str, Replica] = {}
         self.desired = 0
-        self.broker = SlotBroker(self.live_replicas, max_queue)
+        self.broker = SlotBroker(self.live_replicas, max_queue, priority_classes)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 

@@ -34,6 +34,9 @@ class GatewayMetrics:
         )
         self.cost = Counter("ebbtide_cost_usd", "Replica cost accrued.", ["pool"], registry=r)
         self.retries = Counter("ebbtide_retries", "Requests retried on another replica.", ["pool"], registry=r)
+        self.fallbacks = Counter(
+            "ebbtide_fallbacks", "Requests sent to the fallback pool.", ["pool", "fallback"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

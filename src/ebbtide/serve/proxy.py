@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ebbtide.core.queueing import admit
 from ebbtide.core.signals import ReplicaState
+from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.broker import QueueFull, Replica
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.runtime import PoolRuntime, Runtime
@@ -39,7 +40,13 @@ class _Outcome:
 
 
 async def forward(
-    request: web.Request, runtime: Runtime, pr: PoolRuntime, path: str, payload: dict[str, Any], raw: bytes
+    request: web.Request,
+    runtime: Runtime,
+    pr: PoolRuntime,
+    path: str,
+    payload: dict[str, Any],
+    raw: bytes,
+    caller: Caller = ANONYMOUS,
 ) -> web.StreamResponse:
     started = time.monotonic()
     gw = runtime.cfg.gateway
@@ -53,12 +60,13 @@ async def forward(
     code = 500
     try:
         for attempt in range(gw.retries + 1):
-            replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded)
+            replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded, caller)
             try:
                 body = _for_engine(pr, replica, payload, raw)
                 outcome = await _send(request, runtime, replica, path, body, stream, started)
                 code = outcome.status
                 _observe(runtime, pr, outcome, started, stream)
+                outcome.response["output_tokens"] = outcome.output_tokens
                 return outcome.response
             except _BeforeFirstByte as exc:
                 excluded = excluded | {replica.replica_id}
@@ -108,9 +116,9 @@ def _deadline(request: web.Request, default_s: float) -> float:
     return value
 
 
-async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str]) -> Replica:
+async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str], caller: Caller) -> Replica:
     try:
-        return await pr.fleet.broker.acquire(max(wait_s, 0.0), excluded)
+        return await pr.fleet.broker.acquire(max(wait_s, 0.0), excluded, caller.tenant, caller.priority_class)
     except QueueFull as exc:
         raise ApiError(429, f"pool {pr.spec.name!r}: {exc}", "queue_full", retry_after_s=5) from None
     except TimeoutError:
@@ -192,7 +200,9 @@ def _usage_tokens(body: bytes) -> int:
 
 def _observe(runtime: Runtime, pr: PoolRuntime, outcome: _Outcome, started: float, stream: bool) -> None:
     m, name = runtime.metrics, pr.spec.name
-    m.duration.labels(name).observe(time.monotonic() - started)
+    took = time.monotonic() - started
+    m.duration.labels(name).observe(took)
+    pr.service_ewma_s = took if pr.service_ewma_s is None else 0.9 * pr.service_ewma_s + 0.1 * took
     if stream and outcome.ttft_s is not None:
         m.ttft.labels(name).observe(outcome.ttft_s)
     if outcome.output_tokens:

@@ -21,6 +21,7 @@ from ebbtide.core.controller import Controller, ControllerState, ScaleDecision
 from ebbtide.core.signals import PoolSignals, ReplicaState
 from ebbtide.engines.base import Health
 from ebbtide.providers.base import Launched, Provider
+from ebbtide.serve.auth import Gatekeeper
 from ebbtide.serve.broker import Replica
 from ebbtide.serve.clock import PolicyClock, WallClock
 from ebbtide.serve.fleet import Fleet
@@ -45,6 +46,7 @@ class PoolRuntime:
     paused: bool = False
     last_recorded: tuple[Any, ...] = field(default=())
     last_decision: ScaleDecision | None = None
+    service_ewma_s: float | None = None
 
 
 class Runtime:
@@ -57,8 +59,10 @@ class Runtime:
         report: Reporter | None = None,
         wall: WallClock | None = None,
         model_cache_dir: Path | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.model_cache_dir = model_cache_dir
+        self.gatekeeper = gatekeeper or Gatekeeper(None)
         self.cfg = cfg
         self.store = store
         self.provider = provider
@@ -81,7 +85,7 @@ class Runtime:
             variants = {v.name: build_engine(v.engine or spec.engine, self.model_cache_dir) for v in spec.variants}
             fleet = Fleet(
                 spec, self.provider, engine, self.session, self._emitter(spec.name), self._next_id(spec.name),
-                self.cfg.gateway.max_queue, self.wall, variants,
+                self.cfg.gateway.max_queue, self.wall, variants, self.cfg.gateway.priority_classes,
             )
             controller = build_controller(spec)
             self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import secrets
 import signal
@@ -18,6 +19,8 @@ from ebbtide.core.explain import explain
 from ebbtide.providers.factory import build_provider
 from ebbtide.serve.admin import decision_dict
 from ebbtide.serve.app import create_app
+from ebbtide.serve.auth import Gatekeeper
+from ebbtide.serve.keys import KeyStore
 from ebbtide.serve.clock import PolicyClock
 from ebbtide.serve.runtime import Runtime
 from ebbtide.serve.store import Store
@@ -27,6 +30,17 @@ __all__ = ["PortInUse", "admin_token", "bind_socket", "run_server"]
 
 class PortInUse(Exception):
     pass
+
+
+class InsecureBind(Exception):
+    pass
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def admin_token(state_dir: Path) -> str:
@@ -78,14 +92,22 @@ async def run_server(
     keep_replicas: bool = False,
     console: Console | None = None,
     stop: asyncio.Event | None = None,
+    insecure: bool = False,
 ) -> None:
     console = console or Console()
-    sock = bind_socket(cfg.gateway.host, cfg.gateway.port)
     state_dir.mkdir(parents=True, exist_ok=True)
+    keys = KeyStore(state_dir / "ebbtide.db")
+    if not is_loopback(cfg.gateway.host) and not keys.has_keys() and not insecure:
+        keys.close()
+        raise InsecureBind(
+            f"refusing to listen on {cfg.gateway.host} with no API keys: create one with `ebbtide keys create "
+            f"--tenant NAME --state-dir {state_dir}`, bind 127.0.0.1, or pass --insecure"
+        )
+    sock = bind_socket(cfg.gateway.host, cfg.gateway.port)
     token = admin_token(state_dir)
     store = Store(state_dir / "ebbtide.db")
     runtime = Runtime(cfg, store, build_provider(cfg, state_dir), PolicyClock(time_scale),
-                      console_reporter(console))
+                      console_reporter(console), gatekeeper=Gatekeeper(keys, cfg.gateway.anonymous_class))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,4 +127,5 @@ async def run_server(
         await runner.cleanup()
         await runtime.close(keep_replicas)
         store.close()
+        keys.close()
         sock.close()
