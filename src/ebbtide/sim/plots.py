@@ -38,6 +38,8 @@ def _marks(ax: Axes, sim: Simulation, tz: str) -> None:
 
 def _format(ax: Axes, tz: str, days: float) -> None:
     fmt = "%H:%M" if days <= 1.01 else "%a %H:%M"
+    if days <= 1.01:
+        ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3), tz=ZoneInfo(tz)))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=ZoneInfo(tz)))  # type: ignore[no-untyped-call]
     ax.grid(alpha=0.3)
 
