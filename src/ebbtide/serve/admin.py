@@ -32,7 +32,7 @@ def _pool_state(pr: PoolRuntime) -> dict[str, Any]:
         "arrivals_total": pr.arrivals_total,
         "replicas": [
             {"id": r.replica_id, "state": r.state.value, "url": r.base_url, "inflight": r.inflight, "slots": r.slots,
-             "requested_at": r.requested_at, "ready_at": r.ready_at, "variant": r.variant}
+             "requested_at": r.requested_at, "ready_at": r.ready_at, "variant": r.variant, "spot": r.spot}
             for r in pr.fleet.replicas.values()
         ],
         "last_decision": decision_dict(pr.last_decision) if pr.last_decision else None,
@@ -80,6 +80,30 @@ def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list
         pr.fleet.set_desired(replicas)
         return web.json_response({"pool": pr.spec.name, "desired": replicas, "paused": True})
 
+    async def preempt(request: web.Request) -> web.Response:
+        guard(request)
+        replica_id = request.match_info["replica"]
+        raw = await request.read()
+        try:
+            notice = json.loads(raw).get("notice_s") if raw else None
+            notice = None if notice is None else float(notice)
+        except (ValueError, AttributeError, TypeError):
+            raise ApiError(400, 'body must be {"notice_s": seconds} or empty', "invalid_body") from None
+        for pr in runtime.pools.values():
+            if pr.fleet.preempt(replica_id, notice):
+                return web.json_response({"replica": replica_id, "preempted": True, "notice_s": notice})
+        raise ApiError(404, f"no live replica {replica_id!r}", "replica_not_found")
+
+    async def spot(request: web.Request) -> web.Response:
+        guard(request)
+        pr = pool_of(request)
+        try:
+            available = bool(json.loads(await request.read())["available"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, 'body must be {"available": true|false}', "invalid_body") from None
+        pr.fleet.set_spot_available(available)
+        return web.json_response({"pool": pr.spec.name, "spot_available": available})
+
     async def pause(request: web.Request) -> web.Response:
         guard(request)
         pr = pool_of(request)
@@ -92,5 +116,7 @@ def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list
         web.get("/admin/api/events", events),
         web.post("/admin/api/pools/{pool}/scale", scale),
         web.post("/admin/api/pools/{pool}/pause", pause),
+        web.post("/admin/api/pools/{pool}/spot", spot),
+        web.post("/admin/api/replicas/{replica}/preempt", preempt),
         web.post("/admin/api/pools/{pool}/resume", pause),
     ]

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ebbtide.core.signals import ReplicaState
+from ebbtide.dashboard.routes import install_dashboard
 from ebbtide.serve.admin import admin_routes
 from ebbtide.serve.errors import ApiError, error_response
 from ebbtide.serve.openapi import openapi_document
@@ -96,7 +97,7 @@ def _bearer_guard(token: str) -> Callable[[web.Request], None]:
     return check
 
 
-def create_app(runtime: Runtime, admin_token: str) -> web.Application:
+def create_app(runtime: Runtime, admin_token: str, dashboard_public: bool = False) -> web.Application:
     app = web.Application(middlewares=[_openai_errors], client_max_size=runtime.cfg.gateway.max_body_bytes)
     app[RUNTIME] = runtime
     app.router.add_post("/v1/chat/completions", _completion_handler("chat", "/v1/chat/completions"))
@@ -107,4 +108,5 @@ def create_app(runtime: Runtime, admin_token: str) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_routes(admin_routes(runtime, _bearer_guard(admin_token)))
+    install_dashboard(app, runtime, admin_token, dashboard_public)
     return app

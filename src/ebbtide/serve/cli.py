@@ -48,6 +48,7 @@ def serve(
     time_scale: float = typer.Option(1.0, min=0.001, help="Policy seconds per wall second (60 = 1 min per s)."),
     keep_replicas: bool = typer.Option(False, help="On stop, leave replicas running for a restarted controller."),
     insecure: bool = typer.Option(False, help="Allow a non-loopback bind with no API keys (anyone can call)."),
+    dashboard_public: bool = typer.Option(False, help="Serve /dashboard without the admin token."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
     from ebbtide.serve.server import InsecureBind, PortInUse, run_server
@@ -57,7 +58,8 @@ def serve(
     gateway = cfg.gateway.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
     cfg = cfg.model_copy(update={"gateway": gateway})
     try:
-        uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console, insecure=insecure))
+        uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console, insecure=insecure,
+                               dashboard_public=dashboard_public))
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None

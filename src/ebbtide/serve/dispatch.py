@@ -35,8 +35,11 @@ def choose_pool(runtime: Runtime, pr: PoolRuntime, caller: Caller) -> PoolRuntim
     slo_s = runtime.cfg.slo.latency_p95_s
     service_s = pr.service_ewma_s if pr.service_ewma_s is not None else slo_s / 2
     budget_s = max(0.0, slo_s - service_s)
-    wait_s = estimate_wait_s(pr.fleet.broker.queue_depth, sum(r.slots for r in ready), service_s,
-                             runtime.ready_eta_s(pr))
+    slots = sum(r.slots for r in ready)
+    if slots:
+        wait_s = service_s * (pr.fleet.broker.queue_depth // slots + 0.5)
+    else:
+        wait_s = estimate_wait_s(pr.fleet.broker.queue_depth, 0, service_s, runtime.ready_eta_s(pr))
     if wait_s <= budget_s:
         return pr
     can_grow = pr.fleet.desired < pr.controller.rules.max_replicas or any(

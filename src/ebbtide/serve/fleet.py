@@ -45,6 +45,7 @@ class Fleet:
         self.engine = engine
         self.engines = {"default": engine, **(variants or {})}
         self.variant = "default"
+        self.spot_available = True
         self.session = session
         self.emit = emit
         self.next_id = next_id
@@ -94,7 +95,7 @@ class Fleet:
     def _start_one(self) -> None:
         engine = self.engines[self.variant]
         replica = Replica(self.next_id(), self.pool.name, engine.slots, requested_at=self.clock.now(),
-                          variant=self.variant)
+                          variant=self.variant, spot=self.pool.replica.spot is not None and self.spot_available)
         self.replicas[replica.replica_id] = replica
         self.emit("requested", replica, f"desired {self.desired}")
         self._spawn(self._launch(replica))
@@ -162,17 +163,38 @@ class Fleet:
             self._spawn(self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s))
         self._reconcile()
 
-    def _start_drain(self, replica: Replica, reason: str, spawn: bool = True) -> None:
+    def _start_drain(
+        self, replica: Replica, reason: str, spawn: bool = True, within_s: float | None = None
+    ) -> None:
         """Stop routing to the replica now (synchronously, so no second caller picks it), then drain and stop."""
         if replica.state not in CAPACITY_STATES:
             return
         replica.state = ReplicaState.DRAINING
         self.emit("draining", replica, f"{reason}; {replica.inflight} in flight")
         if spawn:
-            self._spawn(self._finish_drain(replica))
+            self._spawn(self._finish_drain(replica, within_s))
 
-    async def _finish_drain(self, replica: Replica) -> None:
-        deadline = self.clock.monotonic() + self.pool.replica.drain_timeout_s
+    def preempt(self, replica_id: str, notice_s: float | None = None) -> bool:
+        """Spot termination notice: no new requests, a replacement starts at once, the replica is gone after the
+        notice. Requests still running then fail over (retried elsewhere if nothing was streamed yet)."""
+        replica = self.replicas.get(replica_id)
+        if replica is None or replica.state not in CAPACITY_STATES:
+            return False
+        spot = self.pool.replica.spot
+        notice = notice_s if notice_s is not None else (spot.notice_s if spot else self.pool.replica.drain_timeout_s)
+        self.emit("preempted", replica, f"termination notice: gone in {notice:g}s")
+        self._start_drain(replica, "spot termination notice", within_s=notice)
+        self._reconcile()
+        return True
+
+    def set_spot_available(self, available: bool) -> None:
+        if available != self.spot_available:
+            self.spot_available = available
+            self.emit("spot", None, "spot capacity available" if available else "spot unavailable: on-demand")
+
+    async def _finish_drain(self, replica: Replica, within_s: float | None = None) -> None:
+        limit = self.pool.replica.drain_timeout_s if within_s is None else within_s
+        deadline = self.clock.monotonic() + limit
         while replica.inflight > 0 and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
         left = replica.inflight

@@ -49,6 +49,15 @@ class PoolRuntime:
     service_ewma_s: float | None = None
 
 
+def replica_price(spec: PoolSpec, replica: Replica) -> float:
+    if replica.spot and spec.replica.spot is not None:
+        return spec.replica.spot.hourly_usd
+    for v in spec.variants:
+        if v.name == replica.variant and v.hourly_usd is not None:
+            return v.hourly_usd
+    return spec.replica.hourly_usd
+
+
 class Runtime:
     def __init__(
         self,
@@ -60,7 +69,9 @@ class Runtime:
         wall: WallClock | None = None,
         model_cache_dir: Path | None = None,
         gatekeeper: Gatekeeper | None = None,
+        notice_dir: Path | None = None,
     ) -> None:
+        self.notice_dir = notice_dir
         self.model_cache_dir = model_cache_dir
         self.gatekeeper = gatekeeper or Gatekeeper(None)
         self.cfg = cfg
@@ -212,8 +223,7 @@ class Runtime:
             m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
             for state in ("starting", "ready", "draining", "failed"):
                 m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
-            prices = {v.name: v.hourly_usd for v in pr.spec.variants if v.hourly_usd is not None}
-            m.cost.labels(name).inc(sum(prices.get(r.variant, pr.spec.replica.hourly_usd) for r in live) * dt_h)
+            m.cost.labels(name).inc(sum(replica_price(pr.spec, r) for r in live) * dt_h)
             m.inflight.clear()
             for r in live:
                 m.inflight.labels(name, r.replica_id).set(r.inflight)
@@ -231,11 +241,26 @@ class Runtime:
         period = min(p.replica.health_interval_s for p in self.cfg.pools)
         while True:
             await asyncio.sleep(period)
+            self._read_notices()
             for pr in self.pools.values():
                 try:
                     await pr.fleet.check_health()
                 except Exception as exc:  # noqa: BLE001 - health pass errors must not stop health checking
                     self.report("error", {"where": "health check", "error": repr(exc)})
+
+    def _read_notices(self) -> None:
+        """Spot termination notices as files: ``<notice_dir>/<replica id>`` holding the notice in seconds (or empty)."""
+        if self.notice_dir is None or not self.notice_dir.is_dir():
+            return
+        for path in self.notice_dir.iterdir():
+            try:
+                text = path.read_text().strip()
+                notice = float(text) if text else None
+            except (OSError, ValueError):
+                notice = None
+            path.unlink(missing_ok=True)
+            for pr in self.pools.values():
+                pr.fleet.preempt(path.name, notice)
 
     async def close(self, keep_replicas: bool = False) -> None:
         for task in self._tasks:

@@ -93,6 +93,7 @@ async def run_server(
     console: Console | None = None,
     stop: asyncio.Event | None = None,
     insecure: bool = False,
+    dashboard_public: bool = False,
 ) -> None:
     console = console or Console()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -107,12 +108,13 @@ async def run_server(
     token = admin_token(state_dir)
     store = Store(state_dir / "ebbtide.db")
     runtime = Runtime(cfg, store, build_provider(cfg, state_dir), PolicyClock(time_scale),
-                      console_reporter(console), gatekeeper=Gatekeeper(keys, cfg.gateway.anonymous_class))
+                      console_reporter(console), gatekeeper=Gatekeeper(keys, cfg.gateway.anonymous_class),
+                      notice_dir=state_dir / "notices")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(runtime, token), access_log=None, handle_signals=False)
+    runner = web.AppRunner(create_app(runtime, token, dashboard_public), access_log=None, handle_signals=False)
     try:
         await runner.setup()
         await runtime.start()
