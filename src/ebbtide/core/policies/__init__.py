@@ -9,6 +9,7 @@ from pydantic import Field
 from ebbtide.core.policies.base import Policy, PolicySpec, Recommendation
 from ebbtide.core.policies.concurrency import ConcurrencySpec
 from ebbtide.core.policies.ongoing_requests import OngoingRequestsSpec
+from ebbtide.core.policies.predictive import PredictiveSpec
 from ebbtide.core.policies.queue_depth import QueueDepthSpec
 from ebbtide.core.policies.schedule import ScheduleSpec
 from ebbtide.core.policies.step import StepSpec
@@ -23,6 +24,7 @@ POLICY_SPECS: dict[str, type[PolicySpec]] = {
     "step": StepSpec,
     "concurrency": ConcurrencySpec,
     "ongoing_requests": OngoingRequestsSpec,
+    "predictive": PredictiveSpec,
 }
 
 AnyPolicySpec: Any = Annotated[Union[tuple(POLICY_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007

@@ -1,0 +1,234 @@
+"""``predictive``: provision now for the arrivals a learned weekly profile expects one cold start from now.
+
+The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to
+``tz``); a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the
+bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that
+demand across weeks (``week_weight`` for the newest week). Each tick it forecasts the highest demand of the
+buckets overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start: a replica asked for now is
+ready when that demand arrives), adds headroom = the ``error_quantile`` of recent relative forecast errors and
+asks for ceil(demand × (1 + headroom) / ``capacity_per_replica_rps``). While any of those buckets has never
+been seen (less than a week of history) it falls back to a reactive estimate from the recent rate
+(``fallback: reactive``) or has no opinion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from ebbtide.core.policies.base import PolicySpec, Recommendation
+from ebbtide.core.signals import PoolSignals
+
+__all__ = ["PredictivePolicy", "PredictiveSpec", "PredictiveState", "slot_of"]
+
+DAY_S = 86_400
+SEEN_CAP = 255
+
+
+class PredictiveSpec(PolicySpec):
+    kind: Literal["predictive"] = "predictive"
+    capacity_per_replica_rps: float = Field(
+        gt=0, description="Requests/s one replica serves inside the SLO (e.g. 10 = the seed's 600/min)."
+    )
+    lead_time_s: float = Field(
+        480.0, ge=0, le=DAY_S, description="Provision this far ahead: the p90 cold start (seed 000: 4-8 min)."
+    )
+    bucket_s: int = Field(
+        900, ge=60, le=3600, description="Time-of-day bucket of the profile (divides a day)."
+    )
+    rate_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="A bucket's demand = its highest rate over windows this long (bucket_s: mean).",
+    )
+    tz: str = Field("UTC", description="IANA time zone of the weekday and time of day.")
+    week_weight: float = Field(0.5, gt=0, le=1, description="Weight of the newest week in a mean.")
+    error_quantile: float = Field(0.9, gt=0, le=1, description="Quantile of recent errors → headroom.")
+    error_buckets: int = Field(96, ge=1, description="How many recent buckets' errors set the headroom.")
+    max_headroom: float = Field(1.0, ge=0, description="Cap on the headroom, as a fraction of the forecast.")
+    fallback: Literal["reactive", "none"] = Field(
+        "reactive", description="With no history for the forecast window: last bucket's rate, or no opinion."
+    )
+
+    @field_validator("bucket_s")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if DAY_S % value:
+            raise ValueError(f"bucket_s = {value}: must divide 86400 (a day) evenly")
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"tz = {value!r}: not an IANA time zone") from exc
+        return value
+
+    def build(self) -> PredictivePolicy:
+        return PredictivePolicy(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictiveState:
+    """``profile[slot]`` is the learned demand (requests/s) of slot = weekday × buckets per day + bucket;
+    ``seen[slot]`` how many weeks taught it (0 = never). The counters describe the bucket and the rate window
+    being counted now."""
+
+    bucket_start_s: float | None = None
+    counted_from_s: float = 0.0
+    arrivals_at_start: int = 0
+    window_start_s: float = 0.0
+    arrivals_at_window: int = 0
+    peak_rps: float = 0.0
+    profile: tuple[float, ...] = ()
+    seen: tuple[int, ...] = ()
+    errors: tuple[float, ...] = ()
+    last_rate_rps: float | None = None
+
+
+def slot_of(now_s: float, tz: ZoneInfo, bucket_s: int) -> tuple[int, float]:
+    """(weekday × buckets per day + bucket index, seconds since the local bucket began)."""
+    local = datetime.fromtimestamp(now_s, tz)
+    sod = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    index = int(sod // bucket_s)
+    return local.weekday() * (DAY_S // bucket_s) + index, sod - index * bucket_s
+
+
+class PredictivePolicy:
+    def __init__(self, spec: PredictiveSpec) -> None:
+        self.spec = spec
+        self.name = "predictive"
+        self._tz = ZoneInfo(spec.tz)
+        self._slots = 7 * DAY_S // spec.bucket_s
+
+    def initial_state(self) -> PredictiveState:
+        return PredictiveState(profile=(0.0,) * self._slots, seen=(0,) * self._slots)
+
+    def decide(
+        self, signals: PoolSignals, state: PredictiveState, now_s: float
+    ) -> tuple[Recommendation, PredictiveState]:
+        state = self.observe(signals.arrivals_total, state, now_s)
+        return self._recommend(state, signals.arrivals_total, now_s), state
+
+    # -- learning ------------------------------------------------------------------------------------------
+
+    def observe(self, arrivals_total: int, state: PredictiveState, now_s: float) -> PredictiveState:
+        """Count arrivals into the current bucket; when it ends, learn its demand and its forecast error."""
+        spec = self.spec
+        if state.bucket_start_s is None or arrivals_total < state.arrivals_at_window:
+            # First sight, or the counter restarted (a new process): start counting afresh from here.
+            _, into = slot_of(now_s, self._tz, spec.bucket_s)
+            return replace(
+                state,
+                bucket_start_s=now_s - into,
+                counted_from_s=now_s,
+                arrivals_at_start=arrivals_total,
+                window_start_s=now_s,
+                arrivals_at_window=arrivals_total,
+                peak_rps=0.0,
+            )
+        ended = now_s >= state.bucket_start_s + spec.bucket_s
+        if now_s - state.window_start_s >= spec.rate_window_s or ended:
+            span = now_s - state.window_start_s
+            if span >= 0.5 * spec.rate_window_s:  # a short tail window is not a rate yet
+                window_rate = (arrivals_total - state.arrivals_at_window) / span
+                state = replace(state, peak_rps=max(state.peak_rps, window_rate))
+            state = replace(state, window_start_s=now_s, arrivals_at_window=arrivals_total)
+        if not ended:
+            return state
+        return self._close_bucket(arrivals_total, state, now_s)
+
+    def _close_bucket(self, arrivals_total: int, state: PredictiveState, now_s: float) -> PredictiveState:
+        spec = self.spec
+        assert state.bucket_start_s is not None
+        elapsed = now_s - state.counted_from_s
+        mean = (arrivals_total - state.arrivals_at_start) / elapsed if elapsed > 0 else 0.0
+        rate = max(mean, state.peak_rps)
+        profile, seen, errors = list(state.profile), list(state.seen), list(state.errors)
+        # Ticks may skip whole buckets (a paused loop): each one that ended gets the demand seen over the gap.
+        n_closed = min(int((now_s - state.bucket_start_s) // spec.bucket_s), self._slots)
+        covered = elapsed >= 0.5 * (now_s - state.bucket_start_s)  # a first bucket joined late is not learned
+        for k in range(n_closed if covered else 0):
+            slot, _ = slot_of(state.bucket_start_s + k * spec.bucket_s + 1e-3, self._tz, spec.bucket_s)
+            self._learn(slot, rate, profile, seen, errors)
+        _, into = slot_of(now_s, self._tz, spec.bucket_s)
+        return PredictiveState(
+            bucket_start_s=now_s - into,
+            counted_from_s=now_s,
+            arrivals_at_start=arrivals_total,
+            window_start_s=now_s,
+            arrivals_at_window=arrivals_total,
+            peak_rps=0.0,
+            profile=tuple(profile),
+            seen=tuple(seen),
+            errors=tuple(errors[-spec.error_buckets :]),
+            last_rate_rps=rate,
+        )
+
+    def _learn(
+        self, slot: int, rate: float, profile: list[float], seen: list[int], errors: list[float]
+    ) -> None:
+        spec = self.spec
+        if seen[slot]:
+            forecast = profile[slot]
+            # Relative to at least one replica's capacity: a miss of 0.5 req/s overnight is not 50% headroom.
+            errors.append(abs(rate - forecast) / max(forecast, spec.capacity_per_replica_rps))
+            profile[slot] = (1 - spec.week_weight) * forecast + spec.week_weight * rate
+        else:
+            profile[slot] = rate
+        seen[slot] = min(seen[slot] + 1, SEEN_CAP)
+
+    # -- forecasting --------------------------------------------------------------------------------------
+
+    def window_slots(self, now_s: float) -> list[int]:
+        """Slots of every bucket that overlaps [now, now + lead_time_s]."""
+        spec = self.spec
+        slots: list[int] = []
+        t, end = now_s, now_s + spec.lead_time_s
+        while True:
+            slot, into = slot_of(t, self._tz, spec.bucket_s)
+            if slot not in slots:
+                slots.append(slot)
+            t += spec.bucket_s - into
+            if t > end:
+                return slots
+
+    def headroom(self, state: PredictiveState) -> float:
+        if not state.errors:
+            return 0.0
+        ordered = sorted(state.errors)
+        rank = max(1, math.ceil(self.spec.error_quantile * len(ordered) - 1e-9))
+        return min(ordered[rank - 1], self.spec.max_headroom)
+
+    def _recommend(self, state: PredictiveState, arrivals_total: int, now_s: float) -> Recommendation:
+        spec, cap = self.spec, self.spec.capacity_per_replica_rps
+        window = self.window_slots(now_s)
+        if all(state.seen[s] for s in window):
+            rate = max(state.profile[s] for s in window)
+            room = self.headroom(state)
+            need = math.ceil(rate * (1 + room) / cap - 1e-9)
+            reason = (
+                f"forecast {rate:.1f} req/s within {spec.lead_time_s:.0f} s (+{room:.0%} headroom) "
+                f"/ {cap:g} per replica"
+            )
+            return Recommendation(self.name, need, reason)
+        rates = [] if state.last_rate_rps is None else [state.last_rate_rps]
+        if state.window_start_s > state.counted_from_s:  # a window of this bucket has closed
+            rates.append(state.peak_rps)
+        span = now_s - state.window_start_s
+        if span >= 0.5 * spec.rate_window_s:  # the open window only becomes a rate once it is long enough
+            rates.append((arrivals_total - state.arrivals_at_window) / span)
+        if spec.fallback == "none" or not rates:
+            return Recommendation(self.name, None, "no history for the next buckets yet")
+        rate = max(rates)
+        need = math.ceil(rate / cap - 1e-9)
+        return Recommendation(
+            self.name, need, f"no history yet: recent {rate:.1f} req/s / {cap:g} per replica (reactive)"
+        )

@@ -1,0 +1,186 @@
+"""``predictive`` on a virtual timeline: learning a weekly profile, forecasting one lead time ahead,
+headroom from forecast errors, the fallback while history is short, weekday and time of day in its zone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from ebbtide.config import Config, build_controller
+from ebbtide.core.policies.predictive import PredictivePolicy, PredictiveSpec, PredictiveState
+from ebbtide.core.signals import PoolSignals
+
+TICK_S = 60
+DAY_S = 86_400
+NY = ZoneInfo("America/New_York")
+UTC = ZoneInfo("UTC")
+
+
+def at(text: str, tz: ZoneInfo = UTC) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
+
+
+def signals(arrivals: int, now_s: float) -> PoolSignals:
+    return PoolSignals("p", now_s, 1, (), 0, arrivals)
+
+
+class Timeline:
+    """Drives a policy tick by tick from ``start``; ``rate(t)`` requests/s become whole arrivals per tick."""
+
+    def __init__(self, policy: PredictivePolicy, start_s: float) -> None:
+        self.policy, self.now_s, self.arrivals = policy, start_s, 0
+        self.state: PredictiveState = policy.initial_state()
+        self.last: int | None = None
+
+    def run_until(self, end_s: float, rate: Callable[[float], float]) -> None:
+        while self.now_s < end_s:
+            self.step(rate)
+
+    def step(self, rate: Callable[[float], float]) -> int | None:
+        rec, self.state = self.policy.decide(signals(self.arrivals, self.now_s), self.state, self.now_s)
+        self.arrivals += round(rate(self.now_s) * TICK_S)
+        self.now_s += TICK_S
+        self.last = rec.desired
+        return rec.desired
+
+    def desired_at(self, when_s: float, rate: Callable[[float], float]) -> int | None:
+        self.run_until(when_s, rate)
+        assert self.now_s == when_s
+        return self.step(rate)
+
+
+def noon_step(tz: ZoneInfo, weekdays_only: bool = False) -> Callable[[float], float]:
+    """5 req/s, 30 req/s from 12:00 to 14:00 local (weekdays only if asked)."""
+
+    def rate(t: float) -> float:
+        local = datetime.fromtimestamp(t, tz)
+        if weekdays_only and local.weekday() >= 5:
+            return 5.0
+        return 30.0 if 12 <= local.hour < 14 else 5.0
+
+    return rate
+
+
+def policy(**kw: object) -> PredictivePolicy:
+    base: dict[str, object] = {"capacity_per_replica_rps": 10, "lead_time_s": 480, "bucket_s": 900}
+    return PredictiveSpec.model_validate({**base, **kw}).build()
+
+
+def test_the_issue_config_shape_loads_through_the_config() -> None:
+    policies = yaml.safe_load(
+        "- {kind: predictive, capacity_per_replica_rps: 10, lead_time_s: 480, bucket_s: 900, "
+        "tz: America/New_York}"
+    )
+    cfg = Config.model_validate({"pools": [{"name": "p", "scaling": {"policies": policies}}]})
+    (built,) = build_controller(cfg.pools[0]).policies
+    assert isinstance(built, PredictivePolicy) and built.spec.tz == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("bucket_s", 700, "bucket_s = 700: must divide 86400"),
+        ("tz", "Mars/Olympus", "tz = 'Mars/Olympus': not an IANA time zone"),
+        ("capacity_per_replica_rps", 0, "greater than 0"),
+    ],
+)
+def test_bad_fields_are_named(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(")):
+        PredictiveSpec.model_validate({"capacity_per_replica_rps": 10, field: value})
+
+
+def test_learns_a_week_then_scales_out_one_lead_time_before_the_step() -> None:
+    """After one week every slot is known: the 12:00 step (30 req/s → 3 replicas) is asked for when 12:00
+    enters the window [now, now + 480 s], i.e. from 11:52:00 on, and not one tick earlier."""
+    rate = noon_step(UTC)
+    tl = Timeline(policy(), at("2028-03-01 00:00"))  # a Wednesday
+    tl.run_until(at("2028-03-08 11:00"), rate)
+    assert all(tl.state.seen)
+    assert tl.state.profile[2 * 96 + 48] == pytest.approx(30.0)  # Wednesday 12:00
+    assert tl.state.profile[2 * 96 + 40] == pytest.approx(5.0)  # Wednesday 10:00
+    assert tl.desired_at(at("2028-03-08 11:51"), rate) == 1
+    assert tl.desired_at(at("2028-03-08 11:52"), rate) == 3
+    # Held through the step while the window still holds a 12-14 bucket, down once 14:00 is past.
+    assert tl.desired_at(at("2028-03-08 13:59"), rate) == 3
+    assert tl.desired_at(at("2028-03-08 14:00"), rate) == 1
+
+
+def test_demand_is_the_peak_minute_of_a_bucket_not_its_mean() -> None:
+    """A 1-minute burst of 50 req/s in every 15-minute bucket at 4 req/s: the profile holds the burst."""
+
+    def bursty(t: float) -> float:
+        return 50.0 if int(t // 60) % 15 == 7 else 4.0
+
+    tl = Timeline(policy(), at("2028-03-01 00:00"))
+    tl.run_until(at("2028-03-08 06:00"), bursty)
+    assert max(tl.state.profile) == pytest.approx(50.0)
+    assert tl.desired_at(at("2028-03-08 06:30"), bursty) == 5
+    mean_tl = Timeline(policy(rate_window_s=900), at("2028-03-01 00:00"))
+    mean_tl.run_until(at("2028-03-08 06:00"), bursty)
+    assert max(mean_tl.state.profile) == pytest.approx((14 * 4 + 50) / 15)
+
+
+def test_headroom_is_the_quantile_of_recent_forecast_errors() -> None:
+    """Week 1 at 40 req/s, week 2 at 50: each bucket misses by 10/40 = 25%; the profile moves halfway (45),
+    and the ask is ceil(45 × 1.25 / 10) = 6 instead of ceil(45 / 10) = 5."""
+
+    def two_weeks(t: float) -> float:
+        return 40.0 if t < at("2028-03-08 00:00") else 50.0
+
+    tl = Timeline(policy(), at("2028-03-01 00:00"))
+    tl.run_until(at("2028-03-15 00:00"), two_weeks)
+    assert tl.policy.headroom(tl.state) == pytest.approx(0.25)
+    assert tl.state.profile[0] == pytest.approx(45.0)
+    assert tl.desired_at(at("2028-03-15 00:00"), two_weeks) == 6
+    no_room = Timeline(policy(max_headroom=0), at("2028-03-01 00:00"))
+    no_room.run_until(at("2028-03-15 00:00"), two_weeks)
+    assert no_room.desired_at(at("2028-03-15 00:00"), two_weeks) == 5
+
+
+def test_short_history_falls_back_to_reactive_or_no_opinion() -> None:
+    """Day one: no slot of the window was ever seen. ``reactive`` sizes for the recent rate (20 req/s → 2);
+    ``none`` has no opinion. Before a full minute has been counted even ``reactive`` has nothing to say."""
+
+    def flat(_: float) -> float:
+        return 20.0
+
+    reactive = Timeline(policy(), at("2028-03-01 00:00"))
+    assert reactive.step(flat) is None
+    assert reactive.desired_at(at("2028-03-01 00:30"), flat) == 2
+    silent = Timeline(policy(fallback="none"), at("2028-03-01 00:00"))
+    assert silent.desired_at(at("2028-03-01 06:00"), flat) is None
+    # Six days later Wednesday is still unseen until its own bucket comes round again.
+    silent.run_until(at("2028-03-07 23:00"), flat)
+    assert silent.desired_at(at("2028-03-07 23:50"), flat) is None
+    assert silent.desired_at(at("2028-03-08 00:00"), flat) == 2
+
+
+def test_weekday_and_time_of_day_are_read_in_the_policy_time_zone() -> None:
+    """Noon in New York is 17:00 UTC in winter and 16:00 UTC after the DST change (2028-03-12). A New York
+    policy trained on the winter week pre-warms at 11:52 New York time on the Monday after; a UTC policy
+    trained on the same arrivals still expects the step at 17:00 UTC and misses it by an hour."""
+    rate = noon_step(NY, weekdays_only=True)
+    ny = Timeline(policy(tz="America/New_York"), at("2028-03-06 00:00", NY))
+    utc = Timeline(policy(tz="UTC"), at("2028-03-06 00:00", NY))
+    ny.run_until(at("2028-03-13 11:00", NY), rate)
+    utc.run_until(at("2028-03-13 11:00", NY), rate)
+    assert ny.desired_at(at("2028-03-13 11:52", NY), rate) == 3
+    assert utc.desired_at(at("2028-03-13 11:52", NY), rate) == 1
+    # Saturday was learned as a quiet day in local time.
+    assert ny.state.profile[5 * 96 + 48] == pytest.approx(5.0)
+
+
+def test_counter_restart_starts_counting_afresh() -> None:
+    """A restarted process reports a smaller counter: no negative rate is learned."""
+    pol = policy()
+    t0 = at("2028-03-01 00:00")
+    state = pol.initial_state()
+    for k, total in enumerate([0, 600, 1200, 5, 605]):
+        _, state = pol.decide(signals(total, t0 + 60 * k), state, t0 + 60 * k)
+    assert state.arrivals_at_start == 5 and state.peak_rps >= 0
+    assert state.peak_rps == pytest.approx(10.0)
