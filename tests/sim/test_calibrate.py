@@ -54,9 +54,9 @@ def test_calibrate_a_real_llamacpp_server_and_simulate_with_the_table(
     )
     assert res.exit_code == 0, res.output + worker.stderr()
     table = json.loads(out.read_text())
-    assert [lv["concurrency"] for lv in table["levels"]] == [1, 2]
+    assert [lv["concurrency"] for lv in table["levels"]] == [1, 2] and table["complete"] is True
     for lv in table["levels"]:
-        assert lv["requests"] == 3 and lv["mean_output_tokens"] == 8
+        assert lv["requests"] == 3 and lv["mean_output_tokens"] == 8 and lv["prompt_tokens_reported"] > 0
         assert 0 < lv["ttft_p50_s"] <= lv["ttft_p95_s"] < 30 and 0 < lv["tpot_p50_s"] < 5
     cfg = tmp_config(f"""
 pools:

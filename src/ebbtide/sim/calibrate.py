@@ -94,7 +94,12 @@ def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> d
         "throughput_rps": round(len(samples) / wall_s, 4) if wall_s > 0 else None,
         "output_tok_per_s": round(out / wall_s, 2) if wall_s > 0 else None,
         "mean_output_tokens": round(out / len(samples), 2),
+        "prompt_tokens_reported": _median_int([s.prompt_tokens for s in samples if s.prompt_tokens]),
     }
+
+
+def _median_int(values: list[int]) -> int | None:
+    return sorted(values)[len(values) // 2] if values else None
 
 
 async def _first_model(session: aiohttp.ClientSession, plan: CalibrationPlan) -> str:
@@ -165,8 +170,11 @@ async def _level(session: aiohttp.ClientSession, plan: CalibrationPlan, model: s
 
 
 async def run_calibration(
-    plan: CalibrationPlan, progress: Callable[[str], None] | None = None
+    plan: CalibrationPlan,
+    progress: Callable[[str], None] | None = None,
+    on_table: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Sweep 1..N; ``on_table`` receives the table after every level (``complete`` false until the last)."""
     timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
     # llama.cpp may close a streamed connection after the last event; a fresh connection per request avoids
     # reuse errors.
@@ -175,27 +183,34 @@ async def run_calibration(
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             model = plan.model or await _first_model(session, plan)
             await _one(session, plan, model, "warm up")
-            levels, prompt_seen = [], None
+            table = _table(plan, model, [])
             for c in range(1, plan.max_concurrency + 1):
                 level = await _level(session, plan, model, c)
-                levels.append(level)
+                table = _table(plan, model, [*table["levels"], level])
+                if on_table is not None:
+                    on_table(table)
                 if progress is not None:
                     progress(
                         f"concurrency {c}: TTFT p50 {level['ttft_p50_s']:.3f}s, "
                         f"TPOT p50 {1000 * level['tpot_p50_s']:.1f} ms, {level['output_tok_per_s']} tok/s"
                     )
-            prompt_seen = (await _one(session, plan, model, "x")).prompt_tokens
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise CalibrationError(f"{plan.url}: {exc or type(exc).__name__}") from exc
+    return table
+
+
+def _table(plan: CalibrationPlan, model: str, levels: list[dict[str, Any]]) -> dict[str, Any]:
+    reported = [lv["prompt_tokens_reported"] for lv in levels if lv.get("prompt_tokens_reported")]
     return {
         "source": "ebbtide calibrate",
         "url": plan.url,
         "model": model,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "prompt_tokens": plan.prompt_tokens,
-        "prompt_tokens_reported_for_short_prompt": prompt_seen,
+        "complete": len(levels) == plan.max_concurrency,
+        # The reference prompt length for TTFT scaling: what the server counted, else what was asked for.
+        "prompt_tokens": reported[0] if reported else plan.prompt_tokens,
         "max_tokens": plan.max_tokens,
         "requests_per_level": plan.requests_per_level,
-        "slots": plan.max_concurrency,
+        "slots": len(levels) or plan.max_concurrency,
         "levels": levels,
     }

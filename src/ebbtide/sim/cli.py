@@ -167,13 +167,16 @@ def calibrate(
         url, max_concurrency, requests_per_level, prompt_tokens, max_tokens, model, timeout_s
     )
     console = Console(stderr=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(table: dict[str, Any]) -> None:  # after every level: an interrupted sweep keeps its levels
+        out.write_text(json.dumps(table, indent=2) + "\n")
+
     try:
-        table = asyncio.run(run_calibration(plan, progress=lambda msg: console.print(msg, highlight=False)))
+        asyncio.run(run_calibration(plan, lambda msg: console.print(msg, highlight=False), save))
     except CalibrationError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(table, indent=2) + "\n")
     console.print(f"wrote {out}")
 
 
