@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ebbtide.core.controller import Controller, ScalingRules
 from ebbtide.core.policies import POLICY_SPECS, AnyPolicySpec, PolicySpec
+from ebbtide.core.rollout import RolloutSpec
 from ebbtide.sim.spec import SIM_UNION_TAGS, SimSpec
 
 __all__ = [
@@ -132,6 +133,15 @@ class VariantSpec(_Spec):
     hourly_usd: float | None = Field(None, ge=0, description="Price per replica-hour; unset = replica.hourly_usd.")
 
 
+class CandidateSpec(_Spec):
+    engine: EngineSpec | None = Field(None, description="What candidate replicas run; unset = the pool's engine.")
+    hourly_usd: float | None = Field(None, ge=0, description="Price per candidate replica-hour.")
+
+
+class PoolRolloutSpec(RolloutSpec):
+    candidate: CandidateSpec = Field(default_factory=CandidateSpec, description="The version being rolled out.")
+
+
 class PoolSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Model id clients send.")
     engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec, description="What each replica runs.")
@@ -142,6 +152,7 @@ class PoolSpec(_Spec):
     fallback_classes: list[str] = Field(
         default_factory=lambda: ["interactive"], description="Priority classes allowed to overflow to `fallback`."
     )
+    rollout: PoolRolloutSpec | None = Field(None, description="Shadow, canary or blue-green of a candidate.")
     variants: list[VariantSpec] = Field(
         default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:` (docs/policies.md)."
     )

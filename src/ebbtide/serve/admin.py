@@ -36,6 +36,7 @@ def _pool_state(pr: PoolRuntime) -> dict[str, Any]:
             for r in pr.fleet.replicas.values()
         ],
         "last_decision": decision_dict(pr.last_decision) if pr.last_decision else None,
+        "rollout": pr.rollout.summary() if pr.rollout is not None else None,
     }
 
 

@@ -15,7 +15,7 @@ from ebbtide.core.fairqueue import DEFAULT_CLASSES, FairQueue
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import ReplicaState, ReplicaView
 
-__all__ = ["QueueFull", "Replica", "Shed", "SlotBroker"]
+__all__ = ["ANY", "Arm", "QueueFull", "Replica", "Shed", "SlotBroker"]
 
 
 class QueueFull(Exception):
@@ -49,10 +49,27 @@ class Replica:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """Which replicas may serve: only one variant (a canary's candidate) or any but one (its baseline)."""
+
+    only: str | None = None
+    avoid: str | None = None
+
+    def admits(self, replica: Replica) -> bool:
+        if self.only is not None:
+            return replica.variant == self.only
+        return self.avoid is None or replica.variant != self.avoid
+
+
+ANY = Arm()
+
+
 @dataclass(eq=False)
 class _Waiter:
     future: asyncio.Future[Replica]
     exclude: frozenset[str]
+    arm: Arm = ANY
 
 
 class SlotBroker:
@@ -67,10 +84,10 @@ class SlotBroker:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def try_acquire(self, exclude: frozenset[str] = frozenset()) -> Replica | None:
+    def try_acquire(self, exclude: frozenset[str] = frozenset(), arm: Arm = ANY) -> Replica | None:
         if len(self._queue):
             return None
-        return self._pick(exclude)
+        return self._pick(exclude, arm)
 
     async def acquire(
         self,
@@ -78,13 +95,14 @@ class SlotBroker:
         exclude: frozenset[str] = frozenset(),
         tenant: str = "",
         priority_class: str = "interactive",
+        arm: Arm = ANY,
     ) -> Replica:
-        replica = self.try_acquire(exclude)
+        replica = self.try_acquire(exclude, arm)
         if replica is not None:
             return replica
         if len(self._queue) >= self.max_queue:
             self._shed_for(priority_class)
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), exclude)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), exclude, arm)
         item = self._queue.push(waiter, tenant, priority_class)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
@@ -113,9 +131,9 @@ class SlotBroker:
             if head.payload.future.done():
                 self._queue.discard(head)
                 continue
-            replica = self._pick(head.payload.exclude)
+            replica = self._pick(head.payload.exclude, head.payload.arm)
             if replica is None:
-                if head.payload.exclude and self._serve_out_of_order():
+                if (head.payload.exclude or head.payload.arm is not ANY) and self._serve_out_of_order():
                     continue
                 return
             self._queue.discard(head)
@@ -124,16 +142,17 @@ class SlotBroker:
     def _serve_out_of_order(self) -> bool:
         """The head excludes every free replica (it is retrying): serve the first waiter that can go."""
         for item in self._queue.in_order():
-            replica = self._pick(item.payload.exclude)
+            replica = self._pick(item.payload.exclude, item.payload.arm)
             if replica is not None:
                 self._queue.discard(item)
                 item.payload.future.set_result(replica)
                 return True
         return False
 
-    def _pick(self, exclude: frozenset[str]) -> Replica | None:
+    def _pick(self, exclude: frozenset[str], arm: Arm = ANY) -> Replica | None:
         replicas = self._replicas()
-        chosen = least_outstanding([r.view() for r in replicas if r.state is ReplicaState.READY], exclude)
+        views = [r.view() for r in replicas if r.state is ReplicaState.READY and arm.admits(r)]
+        chosen = least_outstanding(views, exclude)
         if chosen is None:
             return None
         for r in replicas:

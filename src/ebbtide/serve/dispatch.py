@@ -9,6 +9,7 @@ from aiohttp import web
 from ebbtide.core.queueing import estimate_wait_s
 from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.auth import Caller
+from ebbtide.serve.broker import ANY
 from ebbtide.serve.proxy import forward
 from ebbtide.serve.runtime import PoolRuntime, Runtime
 
@@ -61,7 +62,11 @@ async def dispatch(
         target = choose_pool(runtime, pr, caller)
         if target is not pr:
             runtime.metrics.fallbacks.labels(pr.spec.name, target.spec.name).inc()
-        response = await forward(request, runtime, target, path, payload, raw, caller)
+        rollout = target.rollout
+        arm = rollout.arm() if rollout is not None else ANY
+        if rollout is not None and rollout.want_shadow() and runtime.session is not None:
+            rollout.mirror(runtime.session, path, raw)
+        response = await forward(request, runtime, target, path, payload, raw, caller, arm)
         used = int(response.get("output_tokens", 0)) + len(raw) // 4
         return response
     finally:

@@ -24,6 +24,7 @@ __all__ = ["EventSink", "Fleet"]
 
 EventSink = Callable[[str, Replica | None, str], None]
 STARTUP_POLL_S = 0.05
+CANDIDATE = "candidate"
 
 
 class Fleet:
@@ -45,7 +46,10 @@ class Fleet:
         self.engine = engine
         self.engines = {"default": engine, **(variants or {})}
         self.variant = "default"
+        self.previous_variant = "default"
         self.spot_available = True
+        self.candidate_count = 0
+        self.hold_old = False
         self.session = session
         self.emit = emit
         self.next_id = next_id
@@ -68,8 +72,8 @@ class Fleet:
     def set_desired(self, desired: int, variant: str | None = None) -> None:
         self.desired = max(0, desired)
         if variant is not None and variant != self.variant and variant in self.engines:
-            self.emit("variant", None, f"switch {self.variant} → {variant}: start {variant}, then drain {self.variant}")
-            self.variant = variant
+            self.switch_variant(variant, f"start {variant}, then drain {self.variant}")
+            return
         self._reconcile()
 
     def adopt(self, replica: Replica, launched: Launched) -> None:
@@ -80,7 +84,8 @@ class Fleet:
         if self._closing:
             return
         have = [r for r in self.capacity() if r.variant == self.variant]
-        old = [r for r in self.capacity() if r.variant != self.variant]
+        old = [r for r in self.capacity() if r.variant not in (self.variant, CANDIDATE)]
+        self._reconcile_candidates()
         for _ in range(self.desired - len(have)):
             self._start_one()
         excess = len(have) - self.desired
@@ -88,14 +93,36 @@ class Fleet:
             for victim in sorted(have, key=_victim_order)[:excess]:
                 self._start_drain(victim, f"scale-in to {self.desired}")
         ready_new = sum(1 for r in have if r.state is ReplicaState.READY)
-        keep_old = max(0, self.desired - ready_new)
+        keep_old = len(old) if self.hold_old else max(0, self.desired - ready_new)
         for victim in sorted(old, key=_victim_order)[: max(0, len(old) - keep_old)]:
             self._start_drain(victim, f"replaced by variant {self.variant}")
 
-    def _start_one(self) -> None:
-        engine = self.engines[self.variant]
+    def _reconcile_candidates(self) -> None:
+        if self.variant == CANDIDATE:
+            return
+        have = [r for r in self.capacity() if r.variant == CANDIDATE]
+        for _ in range(self.candidate_count - len(have)):
+            self._start_one(CANDIDATE)
+        for victim in sorted(have, key=_victim_order)[: max(0, len(have) - self.candidate_count)]:
+            self._start_drain(victim, "candidate no longer wanted")
+
+    def set_candidates(self, count: int) -> None:
+        self.candidate_count = count
+        self._reconcile()
+
+    def switch_variant(self, variant: str, reason: str, hold_old: bool = False) -> None:
+        """Move the pool to ``variant``: start it, then drain the others once it is ready (unless ``hold_old``)."""
+        if variant != self.variant:
+            self.emit("variant", None, f"switch {self.variant} → {variant}: {reason}")
+            self.previous_variant, self.variant = self.variant, variant
+        self.hold_old = hold_old
+        self._reconcile()
+
+    def _start_one(self, variant: str | None = None) -> None:
+        variant = variant or self.variant
+        engine = self.engines[variant]
         replica = Replica(self.next_id(), self.pool.name, engine.slots, requested_at=self.clock.now(),
-                          variant=self.variant, spot=self.pool.replica.spot is not None and self.spot_available)
+                          variant=variant, spot=self.pool.replica.spot is not None and self.spot_available)
         self.replicas[replica.replica_id] = replica
         self.emit("requested", replica, f"desired {self.desired}")
         self._spawn(self._launch(replica))

@@ -18,7 +18,7 @@ from aiohttp import web
 from ebbtide.core.queueing import admit
 from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.auth import ANONYMOUS, Caller
-from ebbtide.serve.broker import QueueFull, Replica
+from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.runtime import PoolRuntime, Runtime
 
@@ -47,6 +47,7 @@ async def forward(
     payload: dict[str, Any],
     raw: bytes,
     caller: Caller = ANONYMOUS,
+    arm: Arm = ANY,
 ) -> web.StreamResponse:
     started = time.monotonic()
     gw = runtime.cfg.gateway
@@ -60,15 +61,19 @@ async def forward(
     code = 500
     try:
         for attempt in range(gw.retries + 1):
-            replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded, caller)
+            replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded, caller, arm)
             try:
                 body = _for_engine(pr, replica, payload, raw)
                 outcome = await _send(request, runtime, replica, path, body, stream, started)
                 code = outcome.status
                 _observe(runtime, pr, outcome, started, stream)
+                if pr.rollout is not None:
+                    pr.rollout.record(replica.variant, time.monotonic() - started, code < 500)
                 outcome.response["output_tokens"] = outcome.output_tokens
                 return outcome.response
             except _BeforeFirstByte as exc:
+                if pr.rollout is not None:
+                    pr.rollout.record(replica.variant, time.monotonic() - started, False)
                 excluded = excluded | {replica.replica_id}
                 runtime.metrics.retries.labels(pr.spec.name).inc()
                 await pr.fleet.suspect(replica)
@@ -116,9 +121,9 @@ def _deadline(request: web.Request, default_s: float) -> float:
     return value
 
 
-async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str], caller: Caller) -> Replica:
+async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str], caller: Caller, arm: Arm) -> Replica:
     try:
-        return await pr.fleet.broker.acquire(max(wait_s, 0.0), excluded, caller.tenant, caller.priority_class)
+        return await pr.fleet.broker.acquire(max(wait_s, 0.0), excluded, caller.tenant, caller.priority_class, arm)
     except QueueFull as exc:
         raise ApiError(429, f"pool {pr.spec.name!r}: {exc}", "queue_full", retry_after_s=5) from None
     except TimeoutError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,8 @@ from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.auth import Gatekeeper
 from ebbtide.serve.broker import Replica
 from ebbtide.serve.clock import PolicyClock, WallClock
-from ebbtide.serve.fleet import Fleet
+from ebbtide.serve.fleet import CANDIDATE, Fleet
+from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.metrics import GatewayMetrics
 from ebbtide.serve.store import Store
 
@@ -47,11 +49,14 @@ class PoolRuntime:
     last_recorded: tuple[Any, ...] = field(default=())
     last_decision: ScaleDecision | None = None
     service_ewma_s: float | None = None
+    rollout: RolloutDriver | None = None
 
 
 def replica_price(spec: PoolSpec, replica: Replica) -> float:
     if replica.spot and spec.replica.spot is not None:
         return spec.replica.spot.hourly_usd
+    if replica.variant == CANDIDATE and spec.rollout is not None and spec.rollout.candidate.hourly_usd is not None:
+        return spec.rollout.candidate.hourly_usd
     for v in spec.variants:
         if v.name == replica.variant and v.hourly_usd is not None:
             return v.hourly_usd
@@ -94,6 +99,8 @@ class Runtime:
         for spec in self.cfg.pools:
             engine = build_engine(spec.engine, self.model_cache_dir)
             variants = {v.name: build_engine(v.engine or spec.engine, self.model_cache_dir) for v in spec.variants}
+            if spec.rollout is not None:
+                variants[CANDIDATE] = build_engine(spec.rollout.candidate.engine or spec.engine, self.model_cache_dir)
             fleet = Fleet(
                 spec, self.provider, engine, self.session, self._emitter(spec.name), self._next_id(spec.name),
                 self.cfg.gateway.max_queue, self.wall, variants, self.cfg.gateway.priority_classes,
@@ -101,6 +108,8 @@ class Runtime:
             controller = build_controller(spec)
             self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
             await self._adopt(self.pools[spec.name])
+            if spec.rollout is not None:
+                self.pools[spec.name].rollout = RolloutDriver(spec.rollout, fleet, random.Random(0))
         await self.tick()
 
     async def _adopt(self, pr: PoolRuntime) -> None:
@@ -194,6 +203,8 @@ class Runtime:
             self._record(pr, decision)
             if not pr.paused:
                 pr.fleet.set_desired(decision.desired, decision.variant)
+            if pr.rollout is not None:
+                pr.rollout.tick()
             pr.fleet.forget_stopped()
         self._update_gauges()
 
