@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from ebbtide.providers.local import free_port
-from tests.gateway_harness import GatewayProcess, gateway, http_json, write_config
+from tests.gateway_harness import GatewayProcess, gateway, http_json, wait_for, write_config
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,19 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, tiny_gguf_path: Path) -> N
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stdout + done.stderr
+
+
+def test_business_and_system_metrics(gw: GatewayProcess) -> None:
+    http_json(gw.url + "/v1/chat/completions",
+              {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3})
+
+    def scraped() -> str | None:
+        text = urllib.request.urlopen(gw.url + "/metrics", timeout=10).read().decode()
+        needed = ("ebbtide_replica_rss_bytes{", "ebbtide_replica_cpu_seconds{", "ebbtide_engine_requests_running{",
+                  "ebbtide_replica_hours_total{", "ebbtide_cost_per_request_usd{",
+                  "ebbtide_cost_per_million_output_tokens_usd{")
+        return text if all(n in text for n in needed) else None
+
+    text = wait_for(scraped, 10, "system, engine and business metrics")
+    rss = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("ebbtide_replica_rss_bytes{")]
+    assert rss and all(10e6 < v < 4e9 for v in rss)

@@ -34,6 +34,28 @@ class GatewayMetrics:
         )
         self.cost = Counter("ebbtide_cost_usd", "Replica cost accrued.", ["pool"], registry=r)
         self.retries = Counter("ebbtide_retries", "Requests retried on another replica.", ["pool"], registry=r)
+        self.replica_hours = Counter("ebbtide_replica_hours", "Replica-hours accrued (paid).", ["pool"], registry=r)
+        self.cost_per_request = Gauge(
+            "ebbtide_cost_per_request_usd", "Cost so far / requests answered.", ["pool"], registry=r
+        )
+        self.cost_per_mtok = Gauge(
+            "ebbtide_cost_per_million_output_tokens_usd", "Cost so far per 1M output tokens.", ["pool"], registry=r
+        )
+        self.replica_cpu = Gauge(
+            "ebbtide_replica_cpu_seconds", "CPU time used by the replica's process.", ["pool", "replica"], registry=r
+        )
+        self.replica_rss = Gauge(
+            "ebbtide_replica_rss_bytes", "Resident memory of the replica's process.", ["pool", "replica"], registry=r
+        )
+        self.engine_running = Gauge(
+            "ebbtide_engine_requests_running", "Requests the engine reports running.", ["pool", "replica"], registry=r
+        )
+        self.engine_waiting = Gauge(
+            "ebbtide_engine_requests_waiting", "Requests the engine reports waiting.", ["pool", "replica"], registry=r
+        )
+        self.engine_kv_cache = Gauge(
+            "ebbtide_engine_kv_cache_usage", "KV cache use 0-1 (GPU engines).", ["pool", "replica"], registry=r
+        )
         self.fallbacks = Counter(
             "ebbtide_fallbacks", "Requests sent to the fallback pool.", ["pool", "fallback"], registry=r
         )

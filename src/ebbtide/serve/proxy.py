@@ -212,3 +212,4 @@ def _observe(runtime: Runtime, pr: PoolRuntime, outcome: _Outcome, started: floa
         m.ttft.labels(name).observe(outcome.ttft_s)
     if outcome.output_tokens:
         m.output_tokens.labels(name).inc(outcome.output_tokens)
+        pr.output_tokens_total += outcome.output_tokens

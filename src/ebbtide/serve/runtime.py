@@ -29,6 +29,7 @@ from ebbtide.serve.fleet import CANDIDATE, Fleet
 from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.metrics import GatewayMetrics
 from ebbtide.serve.store import Store
+from ebbtide.serve.sysmetrics import scrape_replicas
 
 __all__ = ["PoolRuntime", "Runtime"]
 
@@ -49,6 +50,8 @@ class PoolRuntime:
     last_recorded: tuple[Any, ...] = field(default=())
     last_decision: ScaleDecision | None = None
     service_ewma_s: float | None = None
+    cost_usd: float = 0.0
+    output_tokens_total: int = 0
     rollout: RolloutDriver | None = None
 
 
@@ -229,13 +232,20 @@ class Runtime:
         now = self.wall.monotonic()
         dt_h, self._last_cost_at = (now - self._last_cost_at) / 3600.0, now
         m = self.metrics
+        m.inflight.clear()
         for name, pr in self.pools.items():
             live = pr.fleet.live_replicas()
             m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
             for state in ("starting", "ready", "draining", "failed"):
                 m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
-            m.cost.labels(name).inc(sum(replica_price(pr.spec, r) for r in live) * dt_h)
-            m.inflight.clear()
+            cost = sum(replica_price(pr.spec, r) for r in live) * dt_h
+            pr.cost_usd += cost
+            m.cost.labels(name).inc(cost)
+            m.replica_hours.labels(name).inc(len(live) * dt_h)
+            if pr.completions_total:
+                m.cost_per_request.labels(name).set(pr.cost_usd / pr.completions_total)
+            if pr.output_tokens_total:
+                m.cost_per_mtok.labels(name).set(pr.cost_usd / pr.output_tokens_total * 1e6)
             for r in live:
                 m.inflight.labels(name, r.replica_id).set(r.inflight)
 
@@ -253,6 +263,11 @@ class Runtime:
         while True:
             await asyncio.sleep(period)
             self._read_notices()
+            if self.session is not None:
+                try:
+                    await scrape_replicas(self.metrics, self.session, dict(self.pools))
+                except Exception as exc:  # noqa: BLE001 - metrics scraping must never stop health checks
+                    self.report("error", {"where": "replica metrics", "error": repr(exc)})
             for pr in self.pools.values():
                 try:
                     await pr.fleet.check_health()
