@@ -19,10 +19,10 @@ def _without_wall(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_same_seed_same_json_and_another_seed_differs() -> None:
-    args = {"config_path": EXAMPLES / "seed-sagemaker.yaml", "start": LUNCH, "days": 3 / 24}
+    args = {"config_path": EXAMPLES / "seed-sagemaker.yaml", "start": LUNCH, "days": 2 / 24}
     a, b = run_scenario(seed=7, **args), run_scenario(seed=7, **args)
     c = run_scenario(seed=8, **args)
-    assert a["requests"] > 50_000 and a["cold_starts"] >= 1
+    assert a["requests"] > 30_000 and a["cold_starts"] >= 1
     assert _without_wall(a) == _without_wall(b)
     assert _without_wall(a) != _without_wall(c)
 
