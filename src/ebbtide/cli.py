@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "ebbtide.serve.keys_cli",
     "ebbtide.loadtest.cli",
     "ebbtide.observability.cli",
+    "ebbtide.demo.cli",
     "ebbtide.report.cli",
 ]
 

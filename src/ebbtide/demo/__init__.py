@@ -1,0 +1,1 @@
+"""`ebbtide demo`: a compressed business day on real replicas beside the twin."""

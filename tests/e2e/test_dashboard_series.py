@@ -1,0 +1,114 @@
+"""Fast checks of the pieces under the dashboard, report and demo: quantiles from histogram buckets, the
+sampler's ring buffer and series file, the report's payload, the twin's clock stretching, the live figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ebbtide.config import default_config
+from ebbtide.core.signals import ReplicaState
+from ebbtide.dashboard.series import SeriesSampler, histogram_quantile, read_series
+from ebbtide.demo.live import replica_seconds, slo_attainment
+from ebbtide.demo.plan import DemoPlan, demo_config
+from ebbtide.demo.twin import stretch_calibration
+from ebbtide.loadtest.report import Outcome
+from ebbtide.report.html import render_html
+from ebbtide.report.load import ReportError, load_run
+from ebbtide.serve.metrics import GatewayMetrics
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus() -> None:
+    buckets = ((0.5, 0.0), (1.0, 10.0), (2.0, 20.0), (math.inf, 20.0))
+    assert histogram_quantile(0.5, buckets) == pytest.approx(1.0)
+    assert histogram_quantile(0.25, buckets) == pytest.approx(0.75)
+    assert histogram_quantile(0.95, buckets) == pytest.approx(1.9)
+    assert histogram_quantile(0.5, ((1.0, 0.0), (math.inf, 0.0))) is None
+    assert histogram_quantile(0.99, ((1.0, 1.0), (math.inf, 4.0))) == 1.0  # in +Inf: the last finite bound
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def _runtime() -> Any:
+    clock = FakeClock()
+    replicas = [SimpleNamespace(state=ReplicaState.READY, variant="default", inflight=2),
+                SimpleNamespace(state=ReplicaState.STARTING, variant="default", inflight=0)]
+    spec = SimpleNamespace(variants=[], replica=SimpleNamespace(hourly_usd=3.6))
+    pool = SimpleNamespace(spec=spec, arrivals_total=0, fleet=SimpleNamespace(
+        live_replicas=lambda: replicas, broker=SimpleNamespace(queue_depth=3)))
+    policy = SimpleNamespace(now=lambda: clock.t * 60)
+    return SimpleNamespace(cfg=default_config(), wall=clock, policy_clock=policy, metrics=GatewayMetrics(),
+                           pools={"default": pool})
+
+
+def test_sampler_rates_windowed_percentiles_ring_buffer_and_series_file(tmp_path: Path) -> None:
+    rt = _runtime()
+    sampler = SeriesSampler(rt, tmp_path, keep_s=5, window_s=2)
+    first = sampler.sample()[0]
+    assert (first.rps, first.ready, first.starting, first.queue, first.inflight) == (0.0, 1, 1, 3, 2)
+    assert first.lat_p95 is None and first.usd_per_h == pytest.approx(7.2)
+    for _ in range(10):
+        rt.metrics.duration.labels("default").observe(0.3)
+    rt.pools["default"].arrivals_total = 10
+    rt.wall.t += 2.0
+    second = sampler.sample()[0]
+    assert second.rps == pytest.approx(5.0)
+    assert second.lat_p50 is not None and 0.25 <= second.lat_p50 <= 0.5
+    for _ in range(3):  # no new requests: the 2 s window forgets the old ones
+        rt.wall.t += 1.0
+        last = sampler.sample()[0]
+    assert last.lat_p95 is None and last.rps == 0.0
+    assert len(sampler.samples) == 5  # keep_s × pools
+    assert [s.t for s in sampler.since(1002.0)] == [1003.0, 1004.0, 1005.0]
+    sampler.close()
+    with (tmp_path / "series.jsonl").open("a") as fh:
+        fh.write('{"pool": "default", "t": 1')  # a torn last line is skipped
+    assert len(read_series(tmp_path / "series.jsonl")) == 5
+
+
+def test_report_payload_from_a_series_file_inlines_everything(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"timeline\.csv"):
+        load_run(tmp_path)
+    rows = [{"pool": "p", "t": 100.0 + i, "pt": 6000.0 + 60 * i, "rps": 1.0, "starting": 0, "ready": 1,
+             "draining": 0, "queue": 0, "inflight": 1, "lat_p50": 0.2, "lat_p95": 0.4, "ttft_p50": None,
+             "ttft_p95": None, "cost_usd": 0.01 * i, "usd_per_h": 3.6} for i in range(3)]
+    (tmp_path / "series.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    payload = load_run(tmp_path)
+    assert payload["time_scale"] == 60 and payload["pools"]["p"]["rps"] == [1.0, 1.0, 1.0]
+    payload["title"] = "</script><b>x"
+    html = render_html(payload)
+    assert "/dashboard/static" not in html and "<\\/script>" in html and "&lt;/script&gt;" in html
+
+
+def test_twin_stretches_wall_durations_and_demo_config_pins_the_schedule() -> None:
+    table = {"levels": [{"concurrency": 1, "ttft_p50_s": 0.25, "tpot_p50_s": 0.05, "requests": 4}]}
+    level = stretch_calibration(table, 60)["levels"][0]
+    assert (level["ttft_p50_s"], level["tpot_p50_s"], level["requests"]) == (15.0, 3.0, 4)
+    plan = DemoPlan(minutes=10)
+    assert plan.start_hour == 8.5 and plan.duration_s == 600
+    assert DemoPlan(minutes=None).start_hour == 0.0 and DemoPlan(minutes=30).duration_s == 1440
+    cfg = demo_config(plan, traffic_policy_epoch_s=0.0)  # 08:30 of the traffic day = 1970-01-01 00:00 UTC
+    actions = cfg.pools[0].scaling.policies[1].actions
+    assert [(a.name, a.cron, a.min_replicas) for a in actions] == [
+        ("morning-pre-warm", "15 0 1 1 *", 2), ("afternoon-release", "30 5 1 1 *", 1),
+        ("evening-cap", "30 10 1 1 *", 1)]
+    arrivals = plan.arrivals()
+    assert arrivals and all(a.output_tokens <= plan.output_tokens and 0 <= a.at_s < 600 for a in arrivals)
+
+
+def test_live_figures_clip_to_the_traffic_window_and_count_failures_as_misses() -> None:
+    replicas = [{"requested_at": 0.0, "stopped_at": 50.0}, {"requested_at": 20.0, "stopped_at": None}]
+    assert replica_seconds(replicas, 10.0, 40.0) == pytest.approx(30.0 + 20.0)
+    fast = [Outcome("200", t, latency_s=0.5, ttft_s=0.1) for t in (0.0, 1.0, 2.0)]
+    assert slo_attainment([*fast, Outcome("503", 6.0)], 5.0, 3.0, 1.0) == 0.5
