@@ -125,3 +125,18 @@ def test_window_with_rejections_misses_the_slo() -> None:
     res.finish()
     assert (res.windows, res.windows_ok) == (2, 1)
     assert res.completed == 360 and res.latency.quantile(0.99) == 1.0
+
+
+def test_the_planners_roofline_drives_the_twin_through_from_curve() -> None:
+    from ebbtide.plan.hardware import default_catalog
+    from ebbtide.plan.roofline import service_curve
+    from ebbtide.plan.sizing import PRESETS
+    from ebbtide.sim.replica import from_curve
+
+    curve = service_curve(PRESETS["llama-3-70b"], "fp16", default_catalog(), "ml.g5.48xlarge", context_tokens=950)
+    model = from_curve(curve, 32, "plan roofline")
+    assert model.tpot_s(8) == curve.tpot_s(8) and model.ttft_s(800, 4) == pytest.approx(curve.ttft_s(800, 4))
+    assert model.tpot_s(1) > 0.029  # FP16 70B on 8 x A10G: >= ~29 ms per output token, as the seed page says
+    r = SimReplica("r1", model, 0.0)
+    r.start_request(0.0, 1, 0.0, 800, 300)
+    assert r.next_finish_s() == pytest.approx(curve.ttft_s(800, 1) + 299 * curve.tpot_s(1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,5 +213,8 @@ def _table(plan: CalibrationPlan, model: str, levels: list[dict[str, Any]]) -> d
         "max_tokens": plan.max_tokens,
         "requests_per_level": plan.requests_per_level,
         "slots": len(levels) or plan.max_concurrency,
+        # Other work on the host skews the figures; the load average says how much there was.
+        "host_load_avg_1m": round(os.getloadavg()[0], 2),
+        "host_cpus": os.cpu_count(),
         "levels": levels,
     }

@@ -15,12 +15,21 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ebbtide.core.signals import ReplicaState, ReplicaView
 from ebbtide.sim.spec import RooflineService, SeedAssumedService, TableService
 
-__all__ = ["HARDWARE", "Hardware", "ServiceModel", "SimReplica", "load_calibration", "service_model"]
+__all__ = [
+    "HARDWARE",
+    "Hardware",
+    "ServiceCurveLike",
+    "ServiceModel",
+    "SimReplica",
+    "from_curve",
+    "load_calibration",
+    "service_model",
+]
 
 EPS_TOKENS = 1e-6
 
@@ -156,6 +165,22 @@ def roofline(spec: RooflineService, slots: int) -> ServiceModel:
         tuple(tpot),
         800,
     )
+
+
+class ServiceCurveLike(Protocol):
+    """What ``plan.roofline.ServiceCurve`` offers: the hook through which the planner's models drive the twin."""
+
+    def ttft_s(self, prompt_tokens: int, batch: int) -> float: ...
+
+    def tpot_s(self, batch: int) -> float: ...
+
+
+def from_curve(curve: ServiceCurveLike, slots: int, label: str, prompt_ref_tokens: int = 800) -> ServiceModel:
+    """Tabulate any service curve per batch size; TTFT's fixed share is the decode step inside it."""
+    ttft = [curve.ttft_s(prompt_ref_tokens, max(b, 1)) for b in range(slots + 1)]
+    tpot = [curve.tpot_s(max(b, 1)) for b in range(slots + 1)]
+    share = min(1.0, tpot[1] / ttft[1]) if ttft[1] > 0 else 1.0
+    return ServiceModel(label, slots, tuple(ttft), tuple(tpot), prompt_ref_tokens, share)
 
 
 def service_model(

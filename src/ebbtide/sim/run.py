@@ -60,10 +60,12 @@ class Simulation:
         options: RunOptions,
         progress: Callable[[float], None] | None = None,
         controller: Controller | None = None,
+        service: ServiceModel | None = None,
     ) -> None:
         self.cfg, self.pool, self.traffic, self.opt, self.progress = cfg, pool, traffic, options, progress
         sim = pool.sim or SimSpec.model_validate({})
-        self.service: ServiceModel = service_model(sim.service, pool.engine.slots, options.base_dir)
+        # ``service`` overrides the pool's ``sim.service`` (e.g. the planner's roofline via ``replica.from_curve``).
+        self.service: ServiceModel = service or service_model(sim.service, pool.engine.slots, options.base_dir)
         self.cold = ColdStartModel(
             sim.cold_start, sim.startup_failure_probability, pool.replica.startup_timeout_s
         )
