@@ -154,7 +154,7 @@ class PoolSpec(_Spec):
     )
     rollout: PoolRolloutSpec | None = Field(None, description="Shadow, canary or blue-green of a candidate.")
     variants: list[VariantSpec] = Field(
-        default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:` (docs/policies.md)."
+        default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:`."
     )
     sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
 

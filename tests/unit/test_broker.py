@@ -16,7 +16,7 @@ def make(n: int, slots: int = 1) -> tuple[list[Replica], SlotBroker]:
 
 
 async def test_least_outstanding_then_queue_then_fifo_wakeup() -> None:
-    replicas, broker = make(2)
+    _, broker = make(2)
     a = await broker.acquire(1)
     b = await broker.acquire(1)
     assert {a.replica_id, b.replica_id} == {"r0", "r1"}
@@ -77,7 +77,7 @@ async def test_new_ready_replica_wakes_waiters_and_excluded_replica_is_skipped()
 
 
 async def test_interactive_waiter_is_served_first_and_a_full_queue_sheds_batch() -> None:
-    replicas, broker = make(1)
+    _replicas, broker = make(1)
     held = await broker.acquire(1)
     batch1 = asyncio.ensure_future(broker.acquire(5, tenant="t", priority_class="batch"))
     batch2 = asyncio.ensure_future(broker.acquire(5, tenant="u", priority_class="batch"))
@@ -92,8 +92,12 @@ async def test_interactive_waiter_is_served_first_and_a_full_queue_sheds_batch()
     assert (await inter) is held
     broker.release(held)
     assert (await batch1) is held
+    fillers = []
     with pytest.raises(QueueFull):
         for _ in range(3):
-            asyncio.ensure_future(broker.acquire(5, priority_class="interactive"))
+            fillers.append(asyncio.ensure_future(broker.acquire(5, priority_class="interactive")))
             await asyncio.sleep(0)
         await broker.acquire(5, priority_class="interactive")
+    for task in fillers:
+        task.cancel()
+    await asyncio.gather(*fillers, return_exceptions=True)

@@ -130,7 +130,8 @@ class Controller:
             state.last_scale_out_s is not None and now_s - state.last_scale_out_s < self.rules.scale_out_cooldown_s
         )
         if in_cooldown and not forced_by_min and target <= state.last_scale_out_target and decision.current > 0:
-            notes.append(f"scale-out to {target} within cooldown of the last scale-out to {state.last_scale_out_target}")
+            last = state.last_scale_out_target
+            notes.append(f"scale-out to {target} within cooldown of the last scale-out to {last}")
             if decision.current >= decision.min_replicas:
                 return _with(decision, decision.current, "scale_out_cooldown", notes), state
             # Below the min bound (a replica failed): only the part up to the min is forced.

@@ -11,9 +11,9 @@ from aiohttp import web
 from ebbtide.core.signals import ReplicaState
 from ebbtide.dashboard.routes import install_dashboard
 from ebbtide.serve.admin import admin_routes
+from ebbtide.serve.dispatch import dispatch
 from ebbtide.serve.errors import ApiError, error_response
 from ebbtide.serve.openapi import openapi_document
-from ebbtide.serve.dispatch import dispatch
 from ebbtide.serve.runtime import Runtime
 from ebbtide.serve.validation import parse_body
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -62,6 +63,9 @@ class Fleet:
 
     def live_replicas(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state not in (ReplicaState.STOPPED, ReplicaState.FAILED)]
+
+    def has_ready(self) -> bool:
+        return any(r.state is ReplicaState.READY for r in self.replicas.values())
 
     def capacity(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state in CAPACITY_STATES]
@@ -130,7 +134,7 @@ class Fleet:
     async def _launch(self, replica: Replica) -> None:
         try:
             launched = await self.provider.launch(self.pool, self.engine_of(replica), replica.replica_id)
-        except Exception as exc:  # noqa: BLE001 - any launch failure is a replica failure, reported and replaced
+        except Exception as exc:
             self._fail(replica, f"launch failed: {exc}")
             return
         replica.base_url, replica.handle = launched.base_url, dict(launched.handle)
@@ -233,8 +237,8 @@ class Fleet:
     def _launched(self, replica: Replica) -> Launched:
         return Launched(replica.replica_id, replica.pool, replica.base_url, replica.handle)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

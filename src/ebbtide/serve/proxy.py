@@ -16,7 +16,6 @@ import aiohttp
 from aiohttp import web
 
 from ebbtide.core.queueing import admit
-from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
 from ebbtide.serve.errors import ApiError
@@ -24,6 +23,7 @@ from ebbtide.serve.runtime import PoolRuntime, Runtime
 
 __all__ = ["forward"]
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
@@ -55,7 +55,7 @@ async def forward(
     stream = bool(payload.get("stream", False))
     pr.arrivals_total += 1
     pr.last_arrival_s = runtime.policy_clock.now()
-    if not any(r.state is ReplicaState.READY for r in pr.fleet.live_replicas()):
+    if not pr.fleet.has_ready():
         _admit_cold(runtime, pr, deadline_s)
     excluded: frozenset[str] = frozenset()
     code = 500
@@ -115,7 +115,8 @@ def _deadline(request: web.Request, default_s: float) -> float:
     try:
         value = float(header)
     except ValueError:
-        raise ApiError(400, f"X-Ebbtide-Deadline-S = {header!r}: must be a number of seconds", "invalid_header") from None
+        message = f"X-Ebbtide-Deadline-S = {header!r}: must be a number of seconds"
+        raise ApiError(400, message, "invalid_header") from None
     if not 0 < value <= 86400:
         raise ApiError(400, f"X-Ebbtide-Deadline-S = {header!r}: must be in (0, 86400]", "invalid_header")
     return value
@@ -136,10 +137,10 @@ async def _send(
     request: web.Request, runtime: Runtime, replica: Replica, path: str, raw: bytes, stream: bool, started: float
 ) -> _Outcome:
     assert runtime.session is not None
-    timeout = aiohttp.ClientTimeout(total=runtime.cfg.gateway.request_timeout_s, sock_connect=5)
-    headers = {"Content-Type": "application/json"}
     try:
-        upstream = await runtime.session.post(replica.base_url + path, data=raw, headers=headers, timeout=timeout)
+        upstream = await runtime.session.post(
+            replica.base_url + path, data=raw, headers=JSON_HEADERS, timeout=runtime.upstream_timeout
+        )
     except RETRYABLE as exc:
         raise _BeforeFirstByte(f"{replica.replica_id}: {exc!r}") from None
     async with upstream:

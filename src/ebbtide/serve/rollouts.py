@@ -45,7 +45,7 @@ class RolloutDriver:
         return self.state.status == "running"
 
     def arm(self) -> Arm:
-        if self.state.status == "promoted" or not self.active and self.spec.mode == "blue-green":
+        if self.state.status == "promoted" or (not self.active and self.spec.mode == "blue-green"):
             return ANY
         if not self.active or self.spec.mode != "canary":
             return BASELINE_ARM if self.spec.mode == "shadow" and self.active else ANY

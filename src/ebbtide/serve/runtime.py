@@ -17,17 +17,17 @@ from typing import Any
 import aiohttp
 
 from ebbtide.config import Config, PoolSpec, build_controller
-from ebbtide.engines import build_engine
 from ebbtide.core.controller import Controller, ControllerState, ScaleDecision
 from ebbtide.core.signals import PoolSignals, ReplicaState
+from ebbtide.engines import build_engine
 from ebbtide.engines.base import Health
 from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.auth import Gatekeeper
 from ebbtide.serve.broker import Replica
 from ebbtide.serve.clock import PolicyClock, WallClock
 from ebbtide.serve.fleet import CANDIDATE, Fleet
-from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.metrics import GatewayMetrics
+from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.store import Store
 from ebbtide.serve.sysmetrics import scrape_replicas
 
@@ -91,6 +91,7 @@ class Runtime:
         self.metrics = GatewayMetrics()
         self.pools: dict[str, PoolRuntime] = {}
         self.session: aiohttp.ClientSession | None = None
+        self.upstream_timeout = aiohttp.ClientTimeout(total=cfg.gateway.request_timeout_s, sock_connect=5)
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(len(store.replicas()) + 1)
         self._last_cost_at = self.wall.monotonic()
@@ -255,7 +256,7 @@ class Runtime:
             await asyncio.sleep(max(period, 0.05))
             try:
                 await self.tick()
-            except Exception as exc:  # noqa: BLE001 - a failed tick is reported; the loop must keep ticking
+            except Exception as exc:
                 self.report("error", {"where": "controller tick", "error": repr(exc)})
 
     async def run_health(self) -> None:
@@ -266,12 +267,12 @@ class Runtime:
             if self.session is not None:
                 try:
                     await scrape_replicas(self.metrics, self.session, dict(self.pools))
-                except Exception as exc:  # noqa: BLE001 - metrics scraping must never stop health checks
+                except Exception as exc:
                     self.report("error", {"where": "replica metrics", "error": repr(exc)})
             for pr in self.pools.values():
                 try:
                     await pr.fleet.check_health()
-                except Exception as exc:  # noqa: BLE001 - health pass errors must not stop health checking
+                except Exception as exc:
                     self.report("error", {"where": "health check", "error": repr(exc)})
 
     def _read_notices(self) -> None:

@@ -20,8 +20,8 @@ from ebbtide.providers.factory import build_provider
 from ebbtide.serve.admin import decision_dict
 from ebbtide.serve.app import create_app
 from ebbtide.serve.auth import Gatekeeper
-from ebbtide.serve.keys import KeyStore
 from ebbtide.serve.clock import PolicyClock
+from ebbtide.serve.keys import KeyStore
 from ebbtide.serve.runtime import Runtime
 from ebbtide.serve.store import Store
 
