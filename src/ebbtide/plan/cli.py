@@ -11,6 +11,7 @@ from typing import NoReturn
 
 import typer
 
+from ebbtide.plan.commands import compare_command, tune_command
 from ebbtide.plan.feasibility import (
     BUSINESS_HOURS_RPS,
     Option,
@@ -215,6 +216,10 @@ def plan(
     else:
         typer.echo(_render(req, verdict, catalog, top))
     raise typer.Exit(0 if verdict.feasible else 1)
+
+
+plan_app.command("compare")(compare_command)
+plan_app.command("tune")(tune_command)
 
 
 def register(app: typer.Typer) -> None:

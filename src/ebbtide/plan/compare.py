@@ -1,0 +1,140 @@
+"""``ebbtide plan compare``: the user's policy, six baselines and the oracle on the same traffic and seed.
+
+Every variant is a twin run of the user's pool with only its policies swapped (``plan/baselines.py``), so
+the differences are the policies'. The oracle (``plan/oracle.py``) is computed from the same arrivals.
+Results are a plain dict (the ``--json`` shape)::
+
+    {"oracle": {"cost_usd", "cost_per_day_usd", ...},
+     "policies": [{"name", "cost_usd", "cost_per_day_usd", "slo_attainment", "ratio_to_oracle", ...}], ...}
+
+Usage: ``result = compare(load_scenario(path, traffic="business-hours", days=7, warmup_days=7))``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ebbtide.core.cost import Price
+from ebbtide.plan.baselines import baselines, with_predictive_lead
+from ebbtide.plan.oracle import Oracle, arrivals_of, oracle, slo_throughput
+from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
+
+__all__ = ["POLICY_KEYS", "Comparison", "compare", "scenario_oracle", "variants_for"]
+
+POLICY_KEYS = (
+    "name",
+    "cost_usd",
+    "cost_per_day_usd",
+    "slo_attainment",
+    "ratio_to_oracle",
+    "cold_starts",
+    "replica_hours",
+    "max_replicas",
+    "latency_p95_s",
+    "ttft_p95_s",
+    "requests",
+    "rejected",
+    "policies",
+    "bounds",
+    "wall_s",
+)
+
+
+def _price(scn: Scenario) -> Price:
+    r = scn.pool.replica
+    return Price(r.hourly_usd, r.billing, r.spot.hourly_usd if r.spot else None)
+
+
+def scenario_oracle(scn: Scenario) -> Oracle:
+    """The oracle of the measured days: the arrivals the twin draws for this seed, served at the SLO."""
+    times, prompt, output = arrivals_of(
+        scn.traffic, scn.options.start_epoch_s, scn.options.duration_s, scn.options.seed
+    )
+    if len(times):
+        p_tok = (float(np.mean(prompt)), float(np.percentile(prompt, 95)))
+        o_tok = (float(np.mean(output)), float(np.percentile(output, 95)))
+    else:
+        p_tok = (float(scn.service.prompt_ref_tokens),) * 2
+        o_tok = (300.0, 300.0)
+    thr = slo_throughput(scn.service, scn.cfg.slo, p_tok, o_tok)
+    scaling = scn.pool.scaling
+    sim = scn.pool.sim
+    initial = (
+        sim.initial_replicas if sim is not None and sim.initial_replicas is not None else scaling.min_replicas
+    )
+    return oracle(
+        times,
+        scn.options.duration_s,
+        thr,
+        scn.cold.mean_s,
+        (scaling.min_replicas, scaling.max_replicas),
+        initial,
+        _price(scn),
+    )
+
+
+def variants_for(scn: Scenario, thr_rps: float) -> list[Variant]:
+    """The user's pool ("yours") then the baselines; the twin sets unset predictive lead times to its p90."""
+    lead = cold_start_quantile_s(scn.cold, 0.9)
+    label = f"yours ({scn.config_path.name})" if scn.config_path is not None else "yours (embedded default)"
+    return [Variant(label, with_predictive_lead(scn.pool, lead)), *baselines(scn.pool, scn.tz, thr_rps, lead)]
+
+
+def _oracle_json(o: Oracle, days: float) -> dict[str, Any]:
+    return {
+        "cost_usd": round(o.cost_usd, 2),
+        "cost_per_day_usd": round(o.cost_usd / days, 2),
+        "replica_hours": round(o.replica_hours, 3),
+        "cold_starts": o.cold_starts,
+        "slo_attainment": None,
+        "throughput_at_slo_rps_per_replica": round(o.throughput.rps, 3),
+        "batch_at_slo": o.throughput.batch,
+        "slo_feasible": o.throughput.feasible,
+        "cold_start_s": round(o.cold_start_s, 1),
+        "bucket_s": o.bucket_s,
+        "max_replicas": max(o.needed, default=0),
+        "requests": o.requests,
+        "note": "lower bound: replicas per minute = ceil(arrivals / throughput at the SLO), each started "
+        "exactly one (mean) cold start before needed; queueing ignored, so SLO attainment is not measured",
+    }
+
+
+def _policy_json(run: dict[str, Any], oracle_cost: float, days: float) -> dict[str, Any]:
+    row = dict(run)
+    row["cost_per_day_usd"] = round(run["cost_usd"] / days, 2)
+    row["ratio_to_oracle"] = round(run["cost_usd"] / oracle_cost, 4) if oracle_cost > 0 else None
+    return {k: row.get(k) for k in POLICY_KEYS}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    result: dict[str, Any]  # the --json object
+    timelines: dict[str, list[int]]  # replicas per minute: the oracle's need, then each run's capacity
+
+
+def compare(scn: Scenario, workers: int = 2) -> Comparison:
+    began = time.perf_counter()
+    orc = scenario_oracle(scn)
+    runs = run_variants(scn, variants_for(scn, orc.throughput.rps), workers)
+    days = scn.options.duration_s / DAY_S
+    result = {
+        "config": str(scn.config_path) if scn.config_path is not None else None,
+        "pool": scn.pool.name,
+        "traffic": scn.traffic.name,
+        "start": runs[0]["start"] if runs else None,
+        "tz": scn.tz,
+        "days": days,
+        "warmup_days": scn.warmup_days,
+        "seed": scn.options.seed,
+        "slo": scn.cfg.slo.model_dump(),
+        "hourly_usd": _price(scn).effective_hourly_usd,
+        "oracle": _oracle_json(orc, days),
+        "policies": [_policy_json(r, orc.cost_usd, days) for r in runs],
+        "wall_s": round(time.perf_counter() - began, 2),
+    }
+    timelines = {"oracle": list(orc.needed), **{r["name"]: r["capacity_by_minute"] for r in runs}}
+    return Comparison(result, timelines)

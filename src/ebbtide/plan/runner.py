@@ -1,0 +1,156 @@
+"""Run one pool variant in the twin on a shared scenario, with warm-up history for learning policies, and run
+several variants on both cores with results in input order.
+
+Warm-up: the ``warmup_days`` before the measured start are *replayed to the learning policies*
+(``predictive``) as the arrivals counter they would have seen tick by tick; the fleet is not simulated then.
+Arrivals do not depend on the fleet, so a learning policy ends the warm-up in exactly the state a full
+simulation of those days would leave it in (tests/sim/test_compare.py checks it), at a fraction of the cost.
+Warm-up arrivals come from their own seed: the policy never sees the measured days in advance.
+
+Usage::
+
+    scn = load_scenario(Path("examples/seed-sagemaker.yaml"), traffic="business-hours", days=1, warmup_days=7)
+    [summary] = run_variants(scn, [Variant("yours", scn.pool)])
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ebbtide.config import Config, PoolSpec, build_controller
+from ebbtide.core.controller import Controller, ControllerState
+from ebbtide.core.policies.predictive import PredictivePolicy
+from ebbtide.sim.coldstart import ColdStartModel
+from ebbtide.sim.output import summary
+from ebbtide.sim.replica import ServiceModel
+from ebbtide.sim.run import RunOptions, Simulation
+from ebbtide.sim.scenario import ScenarioInput, build_simulation
+from ebbtide.sim.traffic import Traffic
+
+__all__ = [
+    "DAY_S",
+    "Scenario",
+    "Variant",
+    "cold_start_quantile_s",
+    "load_scenario",
+    "run_variant",
+    "run_variants",
+    "warm_state",
+]
+
+DAY_S = 86_400.0
+WARMUP_SEED_OFFSET = 7_919  # warm-up days draw from their own stream, never the measured days'
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything variants share: config, the user's pool, traffic, dates, seed, models of service and cold
+    start."""
+
+    cfg: Config
+    pool: PoolSpec
+    traffic: Traffic
+    options: RunOptions
+    tz: str
+    warmup_days: float
+    service: ServiceModel
+    cold: ColdStartModel
+    config_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    pool: PoolSpec
+
+
+def load_scenario(
+    config_path: Path | None,
+    *,
+    traffic: str | None = None,
+    trace: Path | None = None,
+    days: float = 1.0,
+    warmup_days: float = 7.0,
+    seed: int = 0,
+    start: str | None = None,
+    pool: str | None = None,
+) -> Scenario:
+    """Resolve the user's inputs once (errors name the flag or field, as ``ebbtide simulate``'s do)."""
+    if warmup_days < 0:
+        raise ValueError(f"--warmup-days = {warmup_days}: must be >= 0")
+    inp = ScenarioInput(
+        config_path=config_path, pool=pool, traffic=traffic, trace=trace, start=start, days=days, seed=seed
+    )
+    sim, tz = build_simulation(inp)
+    return Scenario(
+        sim.cfg, sim.pool, sim.traffic, sim.opt, tz, warmup_days, sim.service, sim.cold, config_path
+    )
+
+
+def cold_start_quantile_s(cold: ColdStartModel, q: float = 0.9, samples: int = 4_000) -> float:
+    """The ``q`` quantile of the twin's cold-start model (failures excluded), from a fixed-seed sample."""
+    import random
+
+    rng = random.Random(12_345)
+    draws = sorted(cold.sample_s(rng) for _ in range(samples))
+    return draws[min(len(draws) - 1, int(q * len(draws)))]
+
+
+def warm_state(controller: Controller, scn: Scenario, tick_s: float) -> ControllerState:
+    """The controller's initial state with its learning policies taught the warm-up days' arrivals."""
+    state = controller.initial_state()
+    learners = [i for i, p in enumerate(controller.policies) if isinstance(p, PredictivePolicy)]
+    if not learners or scn.warmup_days <= 0:
+        return state
+    span = scn.warmup_days * DAY_S
+    start = scn.options.start_epoch_s - span
+    rng = np.random.default_rng(scn.options.seed + WARMUP_SEED_OFFSET)
+    chunks = [np.asarray(times) for times, _, _ in scn.traffic.chunks(start, start + span, rng)]
+    times = np.concatenate(chunks) if chunks else np.empty(0)
+    ticks = np.arange(0.0, span, tick_s)
+    # Same convention as the twin: a tick sees the arrivals strictly before it (events first at equal times).
+    counts = np.searchsorted(times, ticks, side="left").tolist()
+    epochs = (start + ticks).tolist()
+    states = list(state.policy_states)
+    for i in learners:
+        policy = controller.policies[i]
+        assert isinstance(policy, PredictivePolicy)
+        s = states[i]
+        for now_s, n in zip(epochs, counts, strict=True):
+            s = policy.observe(n, s, now_s)
+        states[i] = s
+    return replace(state, policy_states=tuple(states))
+
+
+def run_variant(scn: Scenario, variant: Variant) -> dict[str, Any]:
+    """One measured run: ``sim.output.summary`` plus the name, the policies and the per-minute capacity."""
+    began = time.perf_counter()
+    controller = build_controller(variant.pool)
+    sim = Simulation(scn.cfg, variant.pool, scn.traffic, scn.options, controller=controller)
+    sim.cstate = warm_state(controller, scn, variant.pool.scaling.tick_s)
+    sim.run()
+    out = summary(sim, time.perf_counter() - began)
+    out["name"] = variant.name
+    out["policies"] = [
+        {"kind": getattr(p, "kind", None), **p.model_dump(mode="json", exclude_defaults=True)}
+        for p in variant.pool.scaling.policies
+    ]
+    out["bounds"] = [variant.pool.scaling.min_replicas, variant.pool.scaling.max_replicas]
+    out["capacity_by_minute"] = [int(c) for c in sim.results.timeline["capacity"]]
+    return out
+
+
+def run_variants(scn: Scenario, variants: list[Variant], workers: int = 2) -> list[dict[str, Any]]:
+    """Runs on ``workers`` processes; every run is seeded, so results do not depend on the worker count."""
+    if workers <= 1 or len(variants) <= 1:
+        return [run_variant(scn, v) for v in variants]
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(variants)), mp_context=ctx) as pool:
+        return list(pool.map(run_variant, [scn] * len(variants), variants))
