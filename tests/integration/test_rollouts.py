@@ -82,3 +82,21 @@ def test_shadow_mirrors_without_touching_answers(tmp_path: Path, tiny_gguf_path:
                            and s, 20, "mirrored requests answered by the candidate")
         assert rollout["mode"] == "shadow" and rollout["traffic_percent"] == 0
         assert rollout["requests"]["baseline"] >= len(load.codes), "every client answer came from the baseline"
+
+
+def test_blue_green_holds_blue_until_green_is_promoted(tmp_path: Path, tiny_gguf_path: Path) -> None:
+    green = {"engine": {"kind": "llamacpp", "model": str(tiny_gguf_path), "slots": 2, "threads": 1,
+                        "ctx_per_slot": 256}}
+    cfg = write_config(tmp_path / "c.yaml", tiny_gguf_path,
+                       scaling={"min_replicas": 1, "max_replicas": 1, "policies": []},
+                       rollout={"mode": "blue-green", "step_interval_s": 4, "rollback": FAST_ROLLBACK,
+                                "candidate": green})
+    with gateway(cfg, tmp_path / "state", free_port()) as gw:
+        with LoadLoop(gw.url, clients=2, max_s=60) as load:
+            both = wait_for(lambda: {r["variant"] for r in gw.replicas("tiny")} == {"default", "candidate"}, 30,
+                            "green ready while blue is still held")
+            assert both
+            wait_for(lambda: "promote candidate" in rollout_events(gw), 30, "green promoted")
+            wait_for(lambda: {r["variant"] for r in gw.replicas("tiny")} == {"candidate"}
+                     and not gw.replicas("tiny", "draining"), 30, "blue drained after the verdict")
+        assert set(load.codes) == {200}, sorted(set(load.codes))

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -34,23 +35,29 @@ class RolloutDriver:
             "baseline": deque(maxlen=10_000), "candidate": deque(maxlen=10_000),
         }
         self._shadows: set[asyncio.Task[None]] = set()
+        self.started_s = time.monotonic()
+        self.switched = spec.mode != "blue-green"
         fleet.emit("rollout", None, f"{spec.mode} of candidate started")
-        if spec.mode == "blue-green":
-            fleet.switch_variant(CANDIDATE, "blue-green: green takes all traffic once ready", hold_old=True)
-        else:
+        if spec.mode != "blue-green":
             fleet.set_candidates(spec.replicas)
 
     @property
     def active(self) -> bool:
         return self.state.status == "running"
 
+    def _candidate_ready(self) -> bool:
+        return any(r.variant == CANDIDATE and r.state == "ready" for r in self.fleet.live_replicas())
+
     def arm(self) -> Arm:
-        if self.state.status == "promoted" or (not self.active and self.spec.mode == "blue-green"):
+        """Which replicas this request may use: blue-green sends everything to green once it is ready; canary
+        sends its step's share; shadow keeps live traffic on the baseline (copies go to the candidate)."""
+        if not self.active:
             return ANY
-        if not self.active or self.spec.mode != "canary":
-            return BASELINE_ARM if self.spec.mode == "shadow" and self.active else ANY
-        ready = any(r.variant == CANDIDATE and r.state == "ready" for r in self.fleet.live_replicas())
-        take = ready and self.rng.random() * 100 < traffic_percent(self.spec, self.state)
+        if self.spec.mode == "blue-green":
+            return CANDIDATE_ARM if self.switched and self._candidate_ready() else ANY
+        if self.spec.mode == "shadow":
+            return BASELINE_ARM
+        take = self._candidate_ready() and self.rng.random() * 100 < traffic_percent(self.spec, self.state)
         return CANDIDATE_ARM if take else BASELINE_ARM
 
     def arm_name(self, replica_variant: str) -> str:
@@ -93,10 +100,24 @@ class RolloutDriver:
             "requests": {arm: len(samples) for arm, samples in self.samples.items()},
         }
 
+    def _maybe_switch_to_green(self, now: float) -> bool:
+        """Blue-green: switch once blue has served a baseline (min_requests, or one step interval)."""
+        if self.switched:
+            return True
+        blue_ready = any(r.variant != CANDIDATE and r.state == "ready" for r in self.fleet.live_replicas())
+        enough = len(self.samples["baseline"]) >= self.spec.rollback.min_requests
+        if blue_ready and (enough or now - self.started_s >= self.spec.step_interval_s):
+            self.fleet.switch_variant(CANDIDATE, "blue-green: green takes all traffic once ready", hold_old=True)
+            self.state = replace(self.state, step_started_s=now)
+            self.switched = True
+        return self.switched
+
     def tick(self) -> None:
         if not self.active:
             return
         now = time.monotonic()
+        if not self._maybe_switch_to_green(now):
+            return
         window = self.spec.rollback.window_s
         stats = {}
         for arm, samples in self.samples.items():
