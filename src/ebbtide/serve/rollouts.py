@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from ebbtide.core.rollout import RolloutState, arm_stats, step_rollout, traffic_percent
+from ebbtide.core.rollout import RolloutSpec, RolloutState, arm_stats, step_rollout, traffic_percent
 from ebbtide.serve.broker import ANY, Arm, QueueFull
 from ebbtide.serve.fleet import CANDIDATE, Fleet
 
@@ -26,7 +26,7 @@ class RolloutDriver:
     """Usage: ``driver = RolloutDriver(spec, fleet, rng)``; per request ``arm = driver.arm()``; ``driver.record``;
     each tick ``driver.tick(now)``."""
 
-    def __init__(self, spec: Any, fleet: Fleet, rng: random.Random) -> None:
+    def __init__(self, spec: RolloutSpec, fleet: Fleet, rng: random.Random) -> None:
         self.spec = spec
         self.fleet = fleet
         self.rng = rng
