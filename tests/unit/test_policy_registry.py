@@ -17,7 +17,7 @@ ISSUE_4_LINES = """\
 - {kind: step, metric: queue_depth, steps: [{lower: 10, change: 1}, {lower: 50, change: 2}]}
 - {kind: concurrency, target_per_replica: 4}            # stable_window_s 60, panic_window_pct 10, panic_threshold 2.0
 - {kind: ongoing_requests, target_per_replica: 2}       # upscale_delay_s 30, downscale_delay_s 600
-"""  # noqa: E501 — verbatim from issue 4
+"""
 
 
 def config_with(policies_yaml: str) -> dict[str, object]:

@@ -18,17 +18,17 @@ __all__ = ["register"]
 
 
 def simulate(
-    config: Path | None = typer.Option(  # noqa: B008 - typer's declarative options
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="ebbtide.yaml (default: the embedded pool)."
     ),
     pool: str | None = typer.Option(None, help="Pool to simulate (default: the first)."),
     traffic: str | None = typer.Option(
         None, help="Named profile: business-hours (default) or constant (--rps)."
     ),
-    trace: Path | None = typer.Option(  # noqa: B008 - typer's declarative options
+    trace: Path | None = typer.Option(
         None, help="Replay a request trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)."
     ),
-    rate_trace: Path | None = typer.Option(None, help="Poisson arrivals following a rate series CSV."),  # noqa: B008 - typer's declarative options
+    rate_trace: Path | None = typer.Option(None, help="Poisson arrivals following a rate series CSV."),
     rate_scale: float = typer.Option(1.0, help="Multiply rates (a trace is time-compressed by this factor)."),
     rps: float | None = typer.Option(None, help="Rate of the constant profile, requests/s."),
     loop: bool = typer.Option(False, "--loop", help="Repeat a --trace until the end of the run."),
@@ -42,7 +42,7 @@ def simulate(
     days: float = typer.Option(1.0, help="Simulated days."),
     seed: int = typer.Option(0, help="Random seed: same seed, same result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object and nothing else."),
-    out: Path | None = typer.Option(None, help="Write timeline.csv and PNG plots here."),  # noqa: B008 - typer's declarative options
+    out: Path | None = typer.Option(None, help="Write timeline.csv and PNG plots here."),
 ) -> None:
     """Run a config against a day or a week of modelled traffic with the same core as `ebbtide serve`."""
     from ebbtide.sim.output import summary, write_outputs
@@ -147,7 +147,7 @@ def calibrate(
     url: str = typer.Option(
         ..., help="Base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8081"
     ),
-    out: Path = typer.Option(..., help="Where to write the table (JSON)."),  # noqa: B008 - typer's declarative options
+    out: Path = typer.Option(..., help="Where to write the table (JSON)."),
     max_concurrency: int = typer.Option(4, min=1, max=256, help="Sweep concurrency 1..N."),
     requests_per_level: int = typer.Option(
         8, min=1, help="Streaming requests measured per concurrency level."
