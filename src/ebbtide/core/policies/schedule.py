@@ -7,7 +7,7 @@ The policy has no opinion on the count itself; it only moves the bounds the cont
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -74,6 +74,7 @@ class ScheduleState:
     active_since_s: float = 0.0
     valid_from_s: float = math.inf
     valid_until_s: float = -math.inf
+    recommendation: Recommendation | None = None
 
 
 class SchedulePolicy:
@@ -87,8 +88,9 @@ class SchedulePolicy:
         return ScheduleState()
 
     def decide(self, signals: PoolSignals, state: ScheduleState, now_s: float) -> tuple[Recommendation, ScheduleState]:
-        if not state.valid_from_s <= now_s < state.valid_until_s:
-            state = self._resolve(now_s)
+        if state.recommendation is not None and state.valid_from_s <= now_s < state.valid_until_s:
+            return state.recommendation, state
+        state = self._resolve(now_s)
         assert state.active is not None
         action = self.spec.actions[state.active]
         since = datetime.fromtimestamp(state.active_since_s, self._tz).strftime("%a %H:%M")
@@ -100,7 +102,7 @@ class SchedulePolicy:
             bounds += f", variant {variant}"
         reason = f"schedule {bounds} ({action.label}, since {since})"
         rec = Recommendation(self.name, None, reason, action.min_replicas, action.max_replicas, action.label, variant)
-        return rec, state
+        return rec, replace(state, recommendation=rec)
 
     def _resolve(self, now_s: float) -> ScheduleState:
         after_now = datetime.fromtimestamp(math.floor(now_s) + 1, self._tz)
