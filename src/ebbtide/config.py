@@ -142,6 +142,28 @@ class PoolRolloutSpec(RolloutSpec):
     candidate: CandidateSpec = Field(default_factory=CandidateSpec, description="The version being rolled out.")
 
 
+class RayPlacementSpec(_Spec):
+    """Where one replica of this pool may run on a Ray cluster (``provider.kind: ray`` only)."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica (default llama.cpp threads).")
+    num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per replica; default engine.tensor_parallel for vllm, else 0."
+    )
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom resources per replica (see `ray start --resources`)."
+    )
+    strategy: Literal["spread", "pack"] = Field(
+        "spread", description="spread: replicas on different nodes when possible; pack: Ray's default."
+    )
+
+    @model_validator(mode="after")
+    def _positive_resources(self) -> RayPlacementSpec:
+        for name, amount in self.resources.items():
+            if amount <= 0:
+                raise ValueError(f"resources.{name} = {amount}: must be > 0")
+        return self
+
+
 class PoolSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Model id clients send.")
     engine: EngineSpec = Field(default_factory=LlamaCppEngineSpec, description="What each replica runs.")
@@ -178,28 +200,6 @@ class GatewaySpec(_Spec):
         description="Queue classes, highest priority first; API keys name one (unknown classes rank last).",
     )
     anonymous_class: str = Field("interactive", description="Class of requests when no API keys are configured.")
-
-
-class RayPlacementSpec(_Spec):
-    """Where one replica of this pool may run on a Ray cluster (``provider.kind: ray`` only)."""
-
-    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica (default llama.cpp threads).")
-    num_gpus: float | None = Field(
-        None, ge=0, description="GPUs per replica; default engine.tensor_parallel for vllm, else 0."
-    )
-    resources: dict[str, float] = Field(
-        default_factory=dict, description="Custom resources per replica (see `ray start --resources`)."
-    )
-    strategy: Literal["spread", "pack"] = Field(
-        "spread", description="spread: replicas on different nodes when possible; pack: Ray's default."
-    )
-
-    @model_validator(mode="after")
-    def _positive_resources(self) -> RayPlacementSpec:
-        for name, amount in self.resources.items():
-            if amount <= 0:
-                raise ValueError(f"resources.{name} = {amount}: must be > 0")
-        return self
 
 
 class LocalProviderSpec(_Spec):
