@@ -171,11 +171,6 @@ class RayProvider:
             with contextlib.suppress(TimeoutError, self._ray.exceptions.RayError):
                 await asyncio.wait_for(actor.renew.remote(), self.call_timeout_s)
 
-    async def node_of(self, launched: Launched) -> str | None:
-        """The Ray node id the replica's actor runs on (what ``launch`` recorded)."""
-        node = launched.handle.get("node_id")
-        return str(node) if node is not None else None
-
     async def log_tail(self, launched: Launched) -> str:
         actor = await self._actor(launched)
         if actor is None:
