@@ -6,12 +6,15 @@ the parent-death signal; ``stop`` escalates to SIGKILL for a server that ignores
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 
 import psutil
 
@@ -25,7 +28,7 @@ from ebbtide.providers.ray_host import ReplicaHost
 async def main():
     host = ReplicaHost("t-1", float(sys.argv[1]))
     pid = await host.start([sys.executable, "-c", "import time; time.sleep(120)"], {}, sys.executable)
-    print(pid, flush=True)
+    print(pid, host.dir, flush=True)
     await asyncio.sleep(120)
 
 asyncio.run(main())
@@ -39,33 +42,35 @@ def gone(pid: int) -> bool:
         return True
 
 
-def start_host(grace_s: float) -> tuple[subprocess.Popen[str], int]:
+@contextlib.contextmanager
+def host_process(grace_s: float) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A child running a ReplicaHost whose server sleeps; yields (child, server pid); cleans both up."""
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOST_SCRIPT), f"{grace_s:g}"],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
+    pid, host_dir = proc.stdout.readline().split()
+    try:
+        yield proc, int(pid)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if not gone(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(host_dir, ignore_errors=True)  # a SIGKILLed host cannot remove its own
 
 
 def test_host_not_renewed_stops_its_server_and_exits() -> None:
-    proc, server = start_host(grace_s=1.0)
-    try:
+    with host_process(grace_s=1.0) as (proc, server):
         assert not gone(server)
         assert proc.wait(15) == 0
         wait_for(lambda: gone(server), 10, "the server to be stopped with its host")
-    finally:
-        proc.kill()
 
 
 def test_sigkilled_host_takes_its_server_along() -> None:
-    proc, server = start_host(grace_s=60.0)
-    try:
+    with host_process(grace_s=60.0) as (proc, server):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         wait_for(lambda: gone(server), 10, "parent-death signal to kill the server")
-    finally:
-        proc.kill()
-        if not gone(server):
-            os.kill(server, signal.SIGKILL)
 
 
 async def test_stop_escalates_to_sigkill_and_removes_the_host_dir() -> None:
