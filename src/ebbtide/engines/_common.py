@@ -1,13 +1,24 @@
-"""Helpers shared by the engines: a short-timeout status probe and a Prometheus text reader."""
+"""Helpers shared by the engines: a short-timeout status and health probe, the constructor and readiness of
+launched servers that open their port only once loaded, and a Prometheus text reader."""
 
 from __future__ import annotations
 
 import math
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["HEALTH_TIMEOUT_S", "first", "get_status", "sample_values"]
+from ebbtide.engines.base import Health
+
+__all__ = [
+    "HEALTH_TIMEOUT_S",
+    "LoadedOnlyServerEngine",
+    "first",
+    "get_status",
+    "probe_health",
+    "sample_values",
+]
 
 HEALTH_TIMEOUT_S = 2.0
 
@@ -23,6 +34,46 @@ async def get_status(
             return resp.status
     except (TimeoutError, aiohttp.ClientError, OSError):
         return None
+
+
+async def probe_health(
+    session: aiohttp.ClientSession, base_url: str, timeout_s: float, *, loading_status: int | None = None
+) -> Health:
+    """``GET {base_url}/health``: 200 → READY, ``loading_status`` (for a server that answers while it loads) →
+    LOADING, any other status or no answer in time → DOWN."""
+    status = await get_status(session, f"{base_url.rstrip('/')}/health", timeout_s)
+    if status == 200:
+        return Health.READY
+    if loading_status is not None and status == loading_status:
+        return Health.LOADING
+    return Health.DOWN
+
+
+class _SlotsSpec(Protocol):
+    @property
+    def slots(self) -> int: ...
+
+
+SpecT = TypeVar("SpecT", bound=_SlotsSpec)
+
+
+class LoadedOnlyServerEngine(Generic[SpecT]):
+    """Constructor and ``health`` of an engine whose server the provider launches and which opens its port only
+    once the model is loaded (vLLM, TGI): a loading replica is DOWN, and the provider's startup timeout tells
+    "still loading" from "failed". Subclasses set ``kind`` and add ``launch_plan``, ``parse_metrics`` and
+    ``upstream_model``."""
+
+    launches = True
+
+    def __init__(self, spec: SpecT, *, health_timeout_s: float = HEALTH_TIMEOUT_S,
+                 host: str = "127.0.0.1") -> None:
+        self.spec = spec
+        self.slots = spec.slots
+        self.health_timeout_s = health_timeout_s
+        self.host = host
+
+    async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
+        return await probe_health(session, base_url, self.health_timeout_s)
 
 
 def sample_values(text: str) -> dict[str, list[float]]:

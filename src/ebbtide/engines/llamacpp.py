@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from ebbtide.config import LlamaCppEngineSpec
-from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, get_status, sample_values
+from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, probe_health, sample_values
 from ebbtide.engines.base import EngineStats, Health, LaunchPlan
 
 __all__ = ["DEFAULT_LEASE_TIMEOUT_S", "WORKER_MODULE", "LlamaCppEngine"]
@@ -66,12 +66,7 @@ class LlamaCppEngine:
         return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
 
     async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
-        status = await get_status(session, f"{base_url.rstrip('/')}/health", self.health_timeout_s)
-        if status == 200:
-            return Health.READY
-        if status == 503:
-            return Health.LOADING
-        return Health.DOWN
+        return await probe_health(session, base_url, self.health_timeout_s, loading_status=503)
 
     def parse_metrics(self, text: str) -> EngineStats:
         v = sample_values(text)

@@ -11,27 +11,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import aiohttp
-
 from ebbtide.config import TgiEngineSpec
-from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, get_status, sample_values
-from ebbtide.engines.base import EngineStats, Health, LaunchPlan
+from ebbtide.engines._common import LoadedOnlyServerEngine, first, sample_values
+from ebbtide.engines.base import EngineStats, LaunchPlan
 
 __all__ = ["TgiEngine"]
 
 
-class TgiEngine:
+class TgiEngine(LoadedOnlyServerEngine[TgiEngineSpec]):
     """Usage: ``TgiEngine(spec)``; ``threads`` and ``lease_path`` of ``launch_plan`` are ignored."""
 
     kind = "tgi"
-    launches = True
-
-    def __init__(self, spec: TgiEngineSpec, *, health_timeout_s: float = HEALTH_TIMEOUT_S,
-                 host: str = "127.0.0.1") -> None:
-        self.spec = spec
-        self.slots = spec.slots
-        self.health_timeout_s = health_timeout_s
-        self.host = host
 
     def launch_plan(self, port: int, threads: int, lease_path: Path | None) -> LaunchPlan:
         uds = Path(tempfile.gettempdir()) / f"ebbtide-tgi-{port}"
@@ -45,10 +35,6 @@ class TgiEngine:
             *self.spec.args,
         ]  # fmt: skip
         return LaunchPlan(argv=argv, env={})
-
-    async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
-        status = await get_status(session, f"{base_url.rstrip('/')}/health", self.health_timeout_s)
-        return Health.READY if status == 200 else Health.DOWN
 
     def parse_metrics(self, text: str) -> EngineStats:
         v = sample_values(text)
