@@ -74,40 +74,39 @@ class ModelShape:
     max_context_tokens: int
 
 
+def _llama3(
+    name: str, *, params: float, layers: int, hidden_size: int, attention_heads: int, max_context_tokens: int
+) -> ModelShape:
+    """A Llama 3 size: all of them have 8 KV heads of 128 dims and a 128,256-token vocabulary."""
+    return ModelShape(
+        name=name,
+        params=params,
+        layers=layers,
+        hidden_size=hidden_size,
+        attention_heads=attention_heads,
+        kv_heads=8,
+        head_dim=128,
+        vocab_size=128_256,
+        max_context_tokens=max_context_tokens,
+    )
+
+
 PRESETS: dict[str, ModelShape] = {
-    "llama-3-8b": ModelShape(
-        name="llama-3-8b",
-        params=8.03e9,
-        layers=32,
-        hidden_size=4096,
-        attention_heads=32,
-        kv_heads=8,
-        head_dim=128,
-        vocab_size=128_256,
-        max_context_tokens=8192,
-    ),
-    "llama-3-70b": ModelShape(
-        name="llama-3-70b",
-        params=70.55e9,
-        layers=80,
-        hidden_size=8192,
-        attention_heads=64,
-        kv_heads=8,
-        head_dim=128,
-        vocab_size=128_256,
-        max_context_tokens=8192,
-    ),
-    "llama-3.1-405b": ModelShape(
-        name="llama-3.1-405b",
-        params=405.85e9,
-        layers=126,
-        hidden_size=16384,
-        attention_heads=128,
-        kv_heads=8,
-        head_dim=128,
-        vocab_size=128_256,
-        max_context_tokens=131_072,
-    ),
+    shape.name: shape
+    for shape in (
+        _llama3("llama-3-8b", params=8.03e9, layers=32, hidden_size=4096, attention_heads=32, max_context_tokens=8192),
+        _llama3(
+            "llama-3-70b", params=70.55e9, layers=80, hidden_size=8192, attention_heads=64, max_context_tokens=8192
+        ),
+        _llama3(
+            "llama-3.1-405b",
+            params=405.85e9,
+            layers=126,
+            hidden_size=16384,
+            attention_heads=128,
+            max_context_tokens=131_072,
+        ),
+    )
 }
 """Shapes from the ``config.json`` of meta-llama/Meta-Llama-3-8B, Meta-Llama-3-70B and Llama-3.1-405B on
 Hugging Face; parameter counts from :func:`estimate_params` on those configs (8.03B, 70.55B, 405.85B)."""
