@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from ebbtide.core.signals import PoolSignals
 
-__all__ = ["Policy", "PolicySpec", "Recommendation"]
+__all__ = ["Policy", "PolicySpec", "Recommendation", "TimeZone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +41,15 @@ class PolicySpec(BaseModel):
 
     def build(self) -> Policy:
         raise NotImplementedError
+
+
+def _iana_time_zone(value: str, info: ValidationInfo) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{info.field_name} = {value!r}: not an IANA time zone") from exc
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_iana_time_zone)]
+"""A policy field naming an IANA time zone (``UTC``, ``America/New_York``), checked when the config loads."""

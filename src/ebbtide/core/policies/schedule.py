@@ -10,12 +10,12 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
-from ebbtide.core.policies.base import PolicySpec, Recommendation
+from ebbtide.core.policies.base import PolicySpec, Recommendation, TimeZone
 from ebbtide.core.signals import PoolSignals
 
 __all__ = ["ScheduleAction", "SchedulePolicy", "ScheduleSpec", "ScheduleState"]
@@ -52,17 +52,8 @@ class ScheduleAction(PolicySpec):
 
 class ScheduleSpec(PolicySpec):
     kind: Literal["schedule"] = "schedule"
-    tz: str = Field("UTC", description="IANA time zone of the cron expressions.")
+    tz: TimeZone = Field("UTC", description="IANA time zone of the cron expressions.")
     actions: list[ScheduleAction] = Field(min_length=1, description="The latest due action sets the bounds.")
-
-    @field_validator("tz")
-    @classmethod
-    def _valid_tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"tz = {value!r}: not an IANA time zone") from exc
-        return value
 
     def build(self) -> SchedulePolicy:
         return SchedulePolicy(self)
