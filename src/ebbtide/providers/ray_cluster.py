@@ -100,11 +100,12 @@ class LocalRayCluster:
         """Start (or restart) one node; returns how long ``ray start`` took."""
         node = self.nodes[name]
         argv = self._argv(node)
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Actors' scratch dirs (tempfile) go under the node's dir, so close() removes even a killed node's.
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(node.temp_dir / "tmp")}
         last = ""
         for attempt in range(1, self.attempts + 1):
             shutil.rmtree(node.temp_dir, ignore_errors=True)
-            node.temp_dir.mkdir(parents=True)
+            (node.temp_dir / "tmp").mkdir(parents=True)
             log = node.temp_dir.with_suffix(".log")
             began = time.monotonic()
             with open(log, "wb") as out:
