@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from ebbtide.config import Config, ConfigError, PoolSpec, load_config
+
+if TYPE_CHECKING:
+    from ebbtide.providers.sagemaker_plan import AasPlan
 
 __all__ = ["apply_app", "export_app", "import_app", "register"]
 
@@ -32,6 +35,7 @@ ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="ebbtide.yaml to
 PoolOpt = Annotated[
     str | None, typer.Option("--pool", help="Pool to export (needed when there are several).")
 ]
+VariantOpt = Annotated[str, typer.Option("--variant", help="Production variant name.")]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region (default: the AWS config's).")]
 SkipOpt = Annotated[
     bool, typer.Option("--skip-unsupported", help="Drop policies with no mapping, with a warning.")
@@ -72,26 +76,34 @@ def _warn(lines: list[str]) -> None:
         _err().print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True)
 
 
+def _sagemaker_plan(
+    config: Path, pool: str | None, endpoint: str | None, variant: str, skip_unsupported: bool
+) -> AasPlan:
+    """One pool's Application Auto Scaling plan; a bad config, pool or mapping ends the command (exit 2)."""
+    from ebbtide.providers.sagemaker_plan import PlanError, build_plan
+
+    cfg = _load(config)
+    spec = _pick(cfg, config, pool)
+    try:
+        return build_plan(cfg, spec, endpoint, variant, where=str(config), skip_unsupported=skip_unsupported)
+    except PlanError as exc:
+        raise _fail(str(exc)) from None
+
+
 @export_app.command("sagemaker")
 def export_sagemaker(
     config: ConfigOpt,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="SageMaker endpoint name.")] = None,
-    variant: Annotated[str, typer.Option("--variant", help="Production variant name.")] = "AllTraffic",
+    variant: VariantOpt = "AllTraffic",
     pool: PoolOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document of the calls.")] = False,
     region: RegionOpt = None,
     skip_unsupported: SkipOpt = False,
 ) -> None:
     """Print the Application Auto Scaling calls (boto3 and AWS CLI) for one pool, warning about the traps."""
-    from ebbtide.providers.sagemaker_plan import PlanError, build_plan
     from ebbtide.providers.sagemaker_render import render_boto3, render_cli
 
-    cfg = _load(config)
-    spec = _pick(cfg, config, pool)
-    try:
-        plan = build_plan(cfg, spec, endpoint, variant, where=str(config), skip_unsupported=skip_unsupported)
-    except PlanError as exc:
-        raise _fail(str(exc)) from None
+    plan = _sagemaker_plan(config, pool, endpoint, variant, skip_unsupported)
     if as_json:
         typer.echo(json.dumps(plan.document(), indent=2))
         return
@@ -106,7 +118,7 @@ def export_sagemaker(
 def apply_sagemaker(
     config: ConfigOpt,
     endpoint: Annotated[str, typer.Option("--endpoint", help="SageMaker endpoint name.")],
-    variant: Annotated[str, typer.Option("--variant", help="Production variant name.")] = "AllTraffic",
+    variant: VariantOpt = "AllTraffic",
     pool: PoolOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff; change nothing.")] = False,
     region: RegionOpt = None,
@@ -114,15 +126,10 @@ def apply_sagemaker(
 ) -> None:
     """Verify the endpoint and variant exist, show the diff against the live setup, then apply only that."""
     from ebbtide.providers.sagemaker import SageMakerError, apply_plan, connect
-    from ebbtide.providers.sagemaker_plan import PlanError, build_plan
 
-    cfg = _load(config)
-    spec = _pick(cfg, config, pool)
+    plan = _sagemaker_plan(config, pool, endpoint, variant, skip_unsupported)
     try:
-        plan = build_plan(cfg, spec, endpoint, variant, where=str(config), skip_unsupported=skip_unsupported)
         result = apply_plan(connect(region), plan, dry_run=dry_run)
-    except PlanError as exc:
-        raise _fail(str(exc)) from None
     except SageMakerError as exc:
         raise _fail(str(exc), 1) from None
     _warn([w for w in plan.warnings if not w.startswith("ResourceId ")])
