@@ -51,6 +51,7 @@ def serve(
     dashboard_public: bool = typer.Option(False, help="Serve /dashboard without the admin token."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
+    from ebbtide.providers.ray import RayUnavailable
     from ebbtide.serve.server import InsecureBind, PortInUse, run_server
 
     console = Console()
@@ -64,6 +65,9 @@ def serve(
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except InsecureBind as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except RayUnavailable as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
