@@ -27,6 +27,7 @@ __all__ = [
     "NAMESPACE",
     "AasPlan",
     "PlanError",
+    "PolicyContext",
     "build_plan",
     "resource_id",
 ]
@@ -86,6 +87,28 @@ class AasPlan:
         }
 
 
+@dataclass(frozen=True)
+class PolicyContext:
+    """What exporting each of a pool's policies needs: the scalable target's keys (``base``), the endpoint and
+    variant (alarm names, metric dimensions), the (out, in) cooldowns in seconds, and the plan's warnings."""
+
+    base: dict[str, Any]
+    endpoint: str
+    variant: str
+    cooldowns: tuple[int, int]
+    warnings: list[str]
+
+    @property
+    def dimensions(self) -> list[dict[str, str]]:
+        """CloudWatch dimensions of the variant's metrics."""
+        return [{"Name": "EndpointName", "Value": self.endpoint}, {"Name": "VariantName", "Value": self.variant}]
+
+    def policy(self, name: str, policy_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        """PutScalingPolicy arguments; AAS names the configuration key after the type (``StepScaling`` →
+        ``StepScalingPolicyConfiguration``)."""
+        return {"PolicyName": name, **self.base, "PolicyType": policy_type, f"{policy_type}PolicyConfiguration": config}
+
+
 def resource_id(endpoint: str, variant: str) -> str:
     return f"endpoint/{endpoint}/variant/{variant}"
 
@@ -134,25 +157,14 @@ def build_plan(
             f"{AAS_DEFAULT_COOLDOWN_S} s "
             "for an omitted cooldown"
         )
+    ctx = PolicyContext(base, endpoint, variant, (cooldown_out, cooldown_in), warnings)
     policies: list[dict[str, Any]] = []
     alarms: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []
     for index, spec in enumerate(s.policies):
         path = f"{where}: pools[{pool.name}].scaling.policies[{index}] ({spec.kind})"
         try:
-            _add_policy(
-                spec,
-                index,
-                path,
-                base,
-                endpoint,
-                variant,
-                (cooldown_out, cooldown_in),
-                policies,
-                alarms,
-                actions,
-                warnings,
-            )
+            _add_policy(spec, index, path, ctx, policies, alarms, actions)
         except PlanError:
             if not skip_unsupported:
                 raise
@@ -194,28 +206,24 @@ def _add_policy(
     spec: Any,
     index: int,
     path: str,
-    base: dict[str, Any],
-    endpoint: str,
-    variant: str,
-    cooldowns: tuple[int, int],
+    ctx: PolicyContext,
     policies: list[dict[str, Any]],
     alarms: list[dict[str, Any]],
     actions: list[dict[str, Any]],
-    warnings: list[str],
 ) -> None:
     kind: str = spec.kind
     if kind == "target_tracking":
-        _target_tracking(spec, path, base, cooldowns, policies, warnings)
+        policies.append(_target_tracking(spec, path, ctx))
     elif kind == "schedule":
-        _schedule(spec, index, path, base, actions)
+        _schedule(spec, index, path, ctx.base, actions)
     elif kind == "step":
         from ebbtide.providers.sagemaker_step import step_policies
 
-        for policy, alarm in step_policies(spec, index, path, base, endpoint, variant, cooldowns, warnings):
+        for policy, alarm in step_policies(spec, index, path, ctx):
             policies.append(policy)
             alarms.append(alarm)
     elif kind in CUSTOM_METRICS:
-        _custom_metric(spec, path, base, endpoint, variant, cooldowns, policies, warnings)
+        policies.append(_custom_metric(spec, path, ctx))
     elif kind == "predictive":
         raise PlanError(
             f"{path}: no AAS equivalent for a SageMaker variant (AAS predictive scaling does not cover "
@@ -225,85 +233,55 @@ def _add_policy(
         raise PlanError(f"{path}: policy kind {kind!r} has no SageMaker mapping; pass --skip-unsupported")
 
 
-def _target_tracking(
-    spec: Any,
-    path: str,
-    base: dict[str, Any],
-    cooldowns: tuple[int, int],
-    policies: list[dict[str, Any]],
-    warnings: list[str],
-) -> None:
+def _target_tracking_policy(name: str, ctx: PolicyContext, target: float, metric: dict[str, Any]) -> dict[str, Any]:
+    """A TargetTrackingScaling policy on ``metric`` (its Predefined/CustomizedMetricSpecification)."""
+    config = {
+        "TargetValue": target,
+        **metric,
+        "ScaleOutCooldown": ctx.cooldowns[0],
+        "ScaleInCooldown": ctx.cooldowns[1],
+    }
+    return ctx.policy(name, "TargetTrackingScaling", config)
+
+
+def _target_tracking(spec: Any, path: str, ctx: PolicyContext) -> dict[str, Any]:
     tgt = float(spec.target)
     if tgt < 60:
-        warnings.append(
+        ctx.warnings.append(
             f"{path}: target = {tgt:g} is invocations per instance per MINUTE ({tgt / 60:.2f} req/s); if you "
             f"meant {tgt:g} req/s per instance, the target is {tgt * 60:g}"
         )
     if (spec.scale_out_datapoints, spec.scale_in_datapoints, spec.scale_in_ratio) != (3, 15, 0.9):
-        warnings.append(
+        ctx.warnings.append(
             f"{path}: AAS target tracking alarms are fixed (3 datapoints out, 15 in, 90% of target); the "
             "configured datapoints/ratio apply only in ebbtide and the twin"
         )
-    config = {
-        "TargetValue": tgt,
-        "PredefinedMetricSpecification": {"PredefinedMetricType": PREDEFINED_METRIC},
-        "ScaleOutCooldown": cooldowns[0],
-        "ScaleInCooldown": cooldowns[1],
-    }
-    policies.append(
-        {
-            "PolicyName": f"{POLICY_PREFIX}target-tracking",
-            **base,
-            "PolicyType": "TargetTrackingScaling",
-            "TargetTrackingScalingPolicyConfiguration": config,
-        }
-    )
+    metric = {"PredefinedMetricSpecification": {"PredefinedMetricType": PREDEFINED_METRIC}}
+    return _target_tracking_policy(f"{POLICY_PREFIX}target-tracking", ctx, tgt, metric)
 
 
-def _custom_metric(
-    spec: Any,
-    path: str,
-    base: dict[str, Any],
-    endpoint: str,
-    variant: str,
-    cooldowns: tuple[int, int],
-    policies: list[dict[str, Any]],
-    warnings: list[str],
-) -> None:
+def _custom_metric(spec: Any, path: str, ctx: PolicyContext) -> dict[str, Any]:
     metric, fields = CUSTOM_METRICS[spec.kind]
     value = next((getattr(spec, f) for f in fields if getattr(spec, f, None) is not None), None)
     if value is None:
         raise PlanError(f"{path}: no target field ({' / '.join(fields)}) to track; pass --skip-unsupported")
-    warnings.append(
+    ctx.warnings.append(
         f"{path}: mapped to target tracking on the custom metric {METRIC_NAMESPACE}/{metric} (Average, 60 "
         "s), "
         "which the ebbtide gateway must publish to CloudWatch; with no data the alarms stay "
         "INSUFFICIENT_DATA "
         "and never scale. AAS alarm timing (3 min out / 15 min in) replaces the policy's own windows."
     )
-    config = {
-        "TargetValue": float(value),
+    custom = {
         "CustomizedMetricSpecification": {
             "MetricName": metric,
             "Namespace": METRIC_NAMESPACE,
-            "Dimensions": [
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ],
+            "Dimensions": ctx.dimensions,
             "Statistic": "Average",
             "Unit": "Count",
-        },
-        "ScaleOutCooldown": cooldowns[0],
-        "ScaleInCooldown": cooldowns[1],
-    }
-    policies.append(
-        {
-            "PolicyName": f"{POLICY_PREFIX}{spec.kind.replace('_', '-')}",
-            **base,
-            "PolicyType": "TargetTrackingScaling",
-            "TargetTrackingScalingPolicyConfiguration": config,
         }
-    )
+    }
+    return _target_tracking_policy(f"{POLICY_PREFIX}{spec.kind.replace('_', '-')}", ctx, float(value), custom)
 
 
 def _schedule(spec: Any, index: int, path: str, base: dict[str, Any], actions: list[dict[str, Any]]) -> None:

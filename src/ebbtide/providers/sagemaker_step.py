@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from ebbtide.providers.sagemaker_plan import METRIC_NAMESPACE, POLICY_PREFIX, PlanError
+from ebbtide.providers.sagemaker_plan import METRIC_NAMESPACE, POLICY_PREFIX, PlanError, PolicyContext
 
 __all__ = ["STEP_METRICS", "step_from_aas", "step_policies"]
 
@@ -32,17 +32,9 @@ STEP_NAME = re.compile(r"^ebbtide-step-(\d+)-(out|in)$")
 Step = tuple[float, float, str, float]
 
 
-def step_policies(
-    spec: Any,
-    index: int,
-    path: str,
-    base: dict[str, Any],
-    endpoint: str,
-    variant: str,
-    cooldowns: tuple[int, int],
-    warnings: list[str],
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def step_policies(spec: Any, index: int, path: str, ctx: PolicyContext) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``[(PutScalingPolicy kwargs, {"PolicyName", "Alarm": PutMetricAlarm kwargs}), ...]``."""
+    warnings, cooldowns = ctx.warnings, ctx.cooldowns
     namespace, metric = STEP_METRICS[spec.metric]
     if namespace == METRIC_NAMESPACE:
         warnings.append(f"{path}: alarms on {namespace}/{metric}, which the ebbtide gateway must publish")
@@ -68,7 +60,7 @@ def step_policies(
     period = max(60, round(spec.period_s / 60) * 60)
     if period != spec.period_s:
         warnings.append(f"{path}: period_s = {spec.period_s:g} exported as a {period} s CloudWatch period")
-    dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    dims = ctx.dimensions
     statistic = "Sum" if namespace == "AWS/SageMaker" else spec.aggregation.capitalize()
     out: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for direction, group in (("out", high), ("in", low)):
@@ -94,7 +86,7 @@ def step_policies(
         if group[0][2] == "change_pct" and spec.min_adjustment_magnitude is not None:
             config["MinAdjustmentMagnitude"] = spec.min_adjustment_magnitude
         alarm = {
-            "AlarmName": f"{POLICY_PREFIX}{endpoint}-{variant}-step-{index}-{direction}",
+            "AlarmName": f"{POLICY_PREFIX}{ctx.endpoint}-{ctx.variant}-step-{index}-{direction}",
             "MetricName": metric,
             "Namespace": namespace,
             "Statistic": statistic,
@@ -106,13 +98,7 @@ def step_policies(
             if direction == "out"
             else "LessThanThreshold",
         }
-        policy = {
-            "PolicyName": name,
-            **base,
-            "PolicyType": "StepScaling",
-            "StepScalingPolicyConfiguration": config,
-        }
-        out.append((policy, {"PolicyName": name, "Alarm": alarm}))
+        out.append((ctx.policy(name, "StepScaling", config), {"PolicyName": name, "Alarm": alarm}))
     return out
 
 
