@@ -115,16 +115,7 @@ class PredictivePolicy:
         spec = self.spec
         if state.bucket_start_s is None or arrivals_total < state.arrivals_at_window:
             # First sight, or the counter restarted (a new process): start counting afresh from here.
-            _, into = slot_of(now_s, self._tz, spec.bucket_s)
-            return replace(
-                state,
-                bucket_start_s=now_s - into,
-                counted_from_s=now_s,
-                arrivals_at_start=arrivals_total,
-                window_start_s=now_s,
-                arrivals_at_window=arrivals_total,
-                peak_rps=0.0,
-            )
+            return self._start_counting(arrivals_total, state, now_s)
         ended = now_s >= state.bucket_start_s + spec.bucket_s
         if now_s - state.window_start_s >= spec.rate_window_s or ended:
             span = now_s - state.window_start_s
@@ -149,18 +140,26 @@ class PredictivePolicy:
         for k in range(n_closed if covered else 0):
             slot, _ = slot_of(state.bucket_start_s + k * spec.bucket_s + 1e-3, self._tz, spec.bucket_s)
             self._learn(slot, rate, profile, seen, errors)
-        _, into = slot_of(now_s, self._tz, spec.bucket_s)
-        return PredictiveState(
+        learned = replace(
+            state,
+            profile=tuple(profile),
+            seen=tuple(seen),
+            errors=tuple(errors[-spec.error_buckets :]),
+            last_rate_rps=rate,
+        )
+        return self._start_counting(arrivals_total, learned, now_s)
+
+    def _start_counting(self, arrivals_total: int, state: PredictiveState, now_s: float) -> PredictiveState:
+        """Count the bucket ``now_s`` falls in, and its first rate window, from ``now_s`` and ``arrivals_total``."""
+        _, into = slot_of(now_s, self._tz, self.spec.bucket_s)
+        return replace(
+            state,
             bucket_start_s=now_s - into,
             counted_from_s=now_s,
             arrivals_at_start=arrivals_total,
             window_start_s=now_s,
             arrivals_at_window=arrivals_total,
             peak_rps=0.0,
-            profile=tuple(profile),
-            seen=tuple(seen),
-            errors=tuple(errors[-spec.error_buckets :]),
-            last_rate_rps=rate,
         )
 
     def _learn(
