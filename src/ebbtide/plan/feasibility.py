@@ -138,21 +138,21 @@ def _fit(req: PlanRequest, catalog: Catalog, instance: str, precision: str, tp: 
     )
 
 
+def _curve(
+    req: PlanRequest, catalog: Catalog, instance: str, precision: str, tp: int, efficiency: Efficiency
+) -> ServiceCurve:
+    return service_curve(
+        req.model, precision, catalog, instance, tp=tp, context_tokens=req.mean_decode_context, efficiency=efficiency
+    )
+
+
 def _option(
     req: PlanRequest, catalog: Catalog, instance: str, precision: str, tp: int, price_name: str | None = None
 ) -> Option | None:
     fit = _fit(req, catalog, instance, precision, tp)
     if fit.max_sequences < 1:
         return None
-    curve = service_curve(
-        req.model,
-        precision,
-        catalog,
-        instance,
-        tp=tp,
-        context_tokens=req.mean_decode_context,
-        efficiency=req.efficiency,
-    )
+    curve = _curve(req, catalog, instance, precision, tp, req.efficiency)
     slo = throughput_at_slo(
         curve,
         prompt_tokens=req.prompt_tokens,
@@ -237,24 +237,8 @@ def _chosen(req: PlanRequest, catalog: Catalog) -> tuple[Option | None, list[str
     fit = _fit(req, catalog, req.instance, req.precision, tp)
     if fit.max_sequences < 1:
         reasons.append(_memory_reason(req, fit, tp, gpu.memory_gb.value))
-    peak = service_curve(
-        req.model,
-        req.precision,
-        catalog,
-        req.instance,
-        tp=tp,
-        context_tokens=req.mean_decode_context,
-        efficiency=PEAK,
-    )
-    eff = service_curve(
-        req.model,
-        req.precision,
-        catalog,
-        req.instance,
-        tp=tp,
-        context_tokens=req.mean_decode_context,
-        efficiency=req.efficiency,
-    )
+    peak = _curve(req, catalog, req.instance, req.precision, tp, PEAK)
+    eff = _curve(req, catalog, req.instance, req.precision, tp, req.efficiency)
     reasons += _latency_reasons(req, peak, eff, gpu.bandwidth_gb_s.value)
     if reasons:
         return None, reasons
