@@ -19,6 +19,8 @@ __all__ = ["compare_command", "tune_command"]
 CONFIG_OPT = typer.Option(..., "--config", "-c", help="ebbtide.yaml whose pool is compared.")
 TRAFFIC_OPT = typer.Option(None, "--traffic", help="Named profile: business-hours (default) or constant.")
 TRACE_OPT = typer.Option(None, "--trace", help="Replay a request trace CSV instead of a profile.")
+WARMUP_OPT = typer.Option(7.0, "--warmup-days", help="Days of history learning policies see first.")
+SEED_OPT = typer.Option(0, "--seed", help="Random seed: same seed, same traffic, same results.")
 
 
 def _fail(message: str) -> NoReturn:
@@ -90,10 +92,8 @@ def compare_command(
     traffic: str | None = TRAFFIC_OPT,
     trace: Path | None = TRACE_OPT,
     days: float = typer.Option(1.0, "--days", help="Measured days."),
-    warmup_days: float = typer.Option(
-        7.0, "--warmup-days", help="Days of history learning policies see first."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same traffic, same results."),
+    warmup_days: float = WARMUP_OPT,
+    seed: int = SEED_OPT,
     as_json: bool = typer.Option(False, "--json", help='Print {"oracle": {...}, "policies": [...]} only.'),
     out: Path | None = typer.Option(
         None, "--out", help="Write compare.json and compare.png here."
@@ -132,10 +132,8 @@ def tune_command(
     traffic: str | None = TRAFFIC_OPT,
     trace: Path | None = TRACE_OPT,
     days: float = typer.Option(1.0, "--days", help="Measured days per evaluation."),
-    warmup_days: float = typer.Option(
-        7.0, "--warmup-days", help="Days of history learning policies see first."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same traffic, same results."),
+    warmup_days: float = WARMUP_OPT,
+    seed: int = SEED_OPT,
     min_slo: float = typer.Option(0.99, "--min-slo", min=0.0, max=1.0, help="Required SLO attainment."),
     budget: int = typer.Option(10, "--budget", min=2, help="Most twin runs spent on the search."),
     as_json: bool = typer.Option(False, "--json", help="Print the search as JSON only."),
