@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +22,8 @@ TIME_COLUMNS = ("timestamp", "time", "time_s", "arrival_s", "window_start_s", "s
 PROMPT_COLUMNS = ("contexttokens", "context_tokens", "prompt_tokens", "input_tokens")
 OUTPUT_COLUMNS = ("generatedtokens", "generated_tokens", "output_tokens", "completion_tokens")
 RATE_COLUMNS = ("total_rate_req_per_s", "rate_req_per_s", "rate", "rps", "requests_per_s", "req_per_s")
+
+Parsed = TypeVar("Parsed")
 
 
 class TraceError(ValueError):
@@ -85,6 +89,31 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise TraceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
+def _parse_rows(
+    path: Path,
+    header: list[str],
+    rows: list[tuple[int, list[str]]],
+    parse: Callable[[list[str], list[Parsed]], Parsed],
+    skip_bad_rows: bool,
+) -> tuple[list[Parsed], int]:
+    """Every row through ``parse`` (given the rows accepted so far; ValueError refuses the row), and how many
+    bad rows were skipped. A bad row is a TraceError naming file and line unless ``skip_bad_rows``."""
+    parsed: list[Parsed] = []
+    skipped = 0
+    for line, row in rows:
+        try:
+            if len(row) != len(header):
+                raise ValueError(f"{len(row)} fields, expected {len(header)}")
+            parsed.append(parse(row, parsed))
+        except ValueError as exc:
+            if not skip_bad_rows:
+                raise TraceError(f"{path}:{line}: bad row {','.join(row)!r}: {exc}") from None
+            skipped += 1
+    if not parsed:
+        raise TraceError(f"{path}: no usable rows")
+    return parsed, skipped
+
+
 def load_request_trace(path: str | Path, *, skip_bad_rows: bool = False) -> RequestTrace:
     """Azure LLM inference trace format: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (other names auto-
     detected)."""
@@ -93,27 +122,15 @@ def load_request_trace(path: str | Path, *, skip_bad_rows: bool = False) -> Requ
     ti = _pick(header, None, TIME_COLUMNS, path, "time")
     pi = _pick(header, None, PROMPT_COLUMNS, path, "prompt tokens")
     oi = _pick(header, None, OUTPUT_COLUMNS, path, "output tokens")
-    times: list[float] = []
-    prompts: list[int] = []
-    outputs: list[int] = []
-    skipped = 0
-    for line, row in rows:
-        try:
-            if len(row) != len(header):
-                raise ValueError(f"{len(row)} fields, expected {len(header)}")
-            t, p, o = _parse_time(row[ti]), int(row[pi]), int(row[oi])
-            if p < 0 or o < 0 or not math.isfinite(t):
-                raise ValueError("token counts must be >= 0 and the time finite")
-        except ValueError as exc:
-            if not skip_bad_rows:
-                raise TraceError(f"{path}:{line}: bad row {','.join(row)!r}: {exc}") from None
-            skipped += 1
-            continue
-        times.append(t)
-        prompts.append(p)
-        outputs.append(o)
-    if not times:
-        raise TraceError(f"{path}: no usable rows")
+
+    def parse(row: list[str], _accepted: list[tuple[float, int, int]]) -> tuple[float, int, int]:
+        t, p, o = _parse_time(row[ti]), int(row[pi]), int(row[oi])
+        if p < 0 or o < 0 or not math.isfinite(t):
+            raise ValueError("token counts must be >= 0 and the time finite")
+        return t, p, o
+
+    parsed, skipped = _parse_rows(path, header, rows, parse, skip_bad_rows)
+    times, prompts, outputs = zip(*parsed, strict=True)
     t_arr = np.asarray(times, dtype=np.float64)
     order = np.argsort(t_arr, kind="stable")
     t_arr = t_arr[order] - t_arr[order[0]]
@@ -139,27 +156,17 @@ def load_rate_trace(
     header, rows = _rows(path)
     ti = _pick(header, time_column, TIME_COLUMNS, path, "time")
     ri = _pick(header, rate_column, RATE_COLUMNS, path, "rate")
-    starts: list[float] = []
-    rates: list[float] = []
-    skipped = 0
-    for line, row in rows:
-        try:
-            if len(row) != len(header):
-                raise ValueError(f"{len(row)} fields, expected {len(header)}")
-            t, r = _parse_time(row[ti]), float(row[ri])
-            if not (math.isfinite(r) and r >= 0 and math.isfinite(t)):
-                raise ValueError("rate must be a finite number >= 0")
-            if starts and t <= starts[-1]:
-                raise ValueError(f"time {t:g} is not after the previous row's {starts[-1]:g}")
-        except ValueError as exc:
-            if not skip_bad_rows:
-                raise TraceError(f"{path}:{line}: bad row {','.join(row)!r}: {exc}") from None
-            skipped += 1
-            continue
-        starts.append(t)
-        rates.append(r)
-    if not starts:
-        raise TraceError(f"{path}: no usable rows")
+
+    def parse(row: list[str], accepted: list[tuple[float, float]]) -> tuple[float, float]:
+        t, r = _parse_time(row[ti]), float(row[ri])
+        if not (math.isfinite(r) and r >= 0 and math.isfinite(t)):
+            raise ValueError("rate must be a finite number >= 0")
+        if accepted and t <= accepted[-1][0]:
+            raise ValueError(f"time {t:g} is not after the previous row's {accepted[-1][0]:g}")
+        return t, r
+
+    parsed, skipped = _parse_rows(path, header, rows, parse, skip_bad_rows)
+    starts, rates = zip(*parsed, strict=True)
     s = np.asarray(starts, dtype=np.float64) - starts[0]
     gaps = np.diff(s)
     last = float(np.median(gaps)) if len(gaps) else 60.0
