@@ -61,7 +61,7 @@ def demo(
         None, help="Where serve keeps its store (default: a new .ebbtide/demo-*)."
     ),
     seed: int = typer.Option(0, help="Seed of the arrivals."),
-    rate_scale: float = typer.Option(0.15, min=0.001, help="Fraction of the seed's request rates to send."),
+    rate_scale: float = typer.Option(0.08, min=0.001, help="Fraction of the seed's request rates to send."),
 ) -> None:
     """Watch a compressed business day scale real replicas (dashboard URL printed), then compare the twin."""
     from ebbtide.demo.plan import DemoPlan

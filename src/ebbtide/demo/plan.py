@@ -6,7 +6,7 @@ is a wall second and a day takes 24 minutes. ``--minutes N`` plays N × compress
 covers it.
 
 Traffic: seed 000's business-hours curve (sim/traffic.py) at ``rate_scale`` of its rates, so the lunch peak
-(25 req/s, bursts of 40) becomes ~4 req/s of short completions: enough to need the second replica of the
+(25 req/s, bursts of 40) becomes ~2 req/s (bursts ~3) of short completions: enough to need the second replica of the
 embedded 270M model on 2 cores without swamping it.
 
 Policy: the seed's shape, compressed - AAS target tracking (per replica per policy minute) with cooldowns
@@ -38,10 +38,10 @@ class DemoPlan:
     minutes: float | None = None
     compress: float = 60.0
     seed: int = 0
-    rate_scale: float = 0.15
+    rate_scale: float = 0.08
     prompt_tokens: int = 16
     output_tokens: int = 6
-    target_per_replica_per_min: float = 2.0
+    target_per_replica_per_min: float = 1.5
     lead_s: float = 40.0  # serve start → traffic start: replica ready + calibration
 
     @property
