@@ -170,15 +170,8 @@ class Simulation:
         self.last_arrival_s = now_s
         if not self.queue:
             rid = least_outstanding(self.views)
-            if rid is not None:  # the common case, inlined: place on the chosen replica
-                r = self.replicas[rid]
-                self.seq += 1
-                r.start_request(now_s, self.seq, now_s, prompt, output)
-                self.views[r.pos] = r.view
-                nf = r.next_finish_s()
-                if nf < r.scheduled_s:
-                    r.scheduled_s = nf
-                    heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
+            if rid is not None:  # the common case: an empty queue and a free replica
+                self._place(self.replicas[rid], now_s, now_s, prompt, output)
                 return
         ready = [r for r in self.replicas.values() if r.state is READY_S]
         starting = [r for r in self.replicas.values() if r.state is STARTING_S]
