@@ -117,3 +117,21 @@ def test_spot_notice_under_load_fails_no_request(tmp_path: Path, tiny_gguf_path:
         assert (victim["id"], "preempted") in kinds and (victim["id"], "stopped") in kinds
         status, body = gw.admin(f"/admin/api/replicas/{gw.replicas('tiny')[0]['id']}/preempt", {"notice_s": 1})
         assert status == 200 and body["preempted"] is True
+
+
+def test_scale_in_under_load_drains_without_a_single_5xx(tmp_path: Path, tiny_gguf_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_gguf_path, engine={"slots": 1},
+                       scaling={"min_replicas": 2, "max_replicas": 2, "policies": []})
+    with gateway(cfg, tmp_path / "state", free_port()) as gw:
+        wait_for(lambda: len(gw.replicas("tiny")) == 2, 30, "2 ready replicas")
+        with LoadLoop(gw.url, clients=4, max_s=40) as load:
+            wait_for(lambda: len(load.codes) >= 10, 20, "load running")
+            status, _ = gw.admin("/admin/api/pools/tiny/scale", {"replicas": 1})
+            assert status == 200
+            wait_for(lambda: len(gw.replicas("tiny")) == 1 and not gw.replicas("tiny", "draining"), 30,
+                     "the drained replica stopped")
+            before = len(load.codes)
+            wait_for(lambda: len(load.codes) >= before + 10, 20, "requests after the scale-in")
+        assert set(load.codes) == {200}, sorted(set(load.codes))
+        drained = [e for e in gw.admin("/admin/api/events")[1]["events"] if e["kind"] == "stopped"]
+        assert drained and all("still in flight" not in e["detail"] for e in drained)
