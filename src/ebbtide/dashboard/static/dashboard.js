@@ -103,7 +103,7 @@
   function drawLists() {
     const dl = $("#decisions");
     dl.replaceChildren(...state.decisions.slice().reverse().map((d) => {
-      const li = el("li", d.direction === "out" ? "out" : d.direction === "in" ? "in" : "");
+      const li = el("li", d.direction === "out" || d.direction === "in" ? d.direction : "hold");
       li.appendChild(el("time", null, hhmmss(d.at) + (state.timeScale !== 1 ? " (policy " +
         hhmmss(d.policy_at).substring(0, 5) + ")" : "")));
       li.appendChild(document.createTextNode(d.pool + ": " + d.text));
