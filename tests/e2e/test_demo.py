@@ -40,4 +40,7 @@ def test_demo_three_minutes_prints_live_beside_twin(tmp_path: Path, free_port: i
     assert live["completed"] >= 0.9 * live["requests"]
     assert live["replica_seconds"] > 0 and twin["replica_seconds"] > 0
     assert live["decisions"] >= 1  # the 08:45 pre-warm falls inside 08:30-11:30
+    # Same controller, same arrivals per policy minute, measured cold starts: the fleet's size must agree.
+    assert twin["decisions"] == live["decisions"] and twin["cold_starts"] == live["cold_starts"]
+    assert abs(twin["replica_seconds"] - live["replica_seconds"]) <= 0.15 * live["replica_seconds"]
     assert (state / "series.jsonl").stat().st_size > 0 and (state / "calibration.json").is_file()
