@@ -6,15 +6,22 @@ and ``Roofline`` (a small hardware catalog the plan issue extends).
 
 ``SimReplica`` is processor sharing in "virtual tokens": every running sequence advances one token per
 ``tpot_s(b)`` seconds, so each sequence finishes at a fixed virtual time and only the replica's next finish is
-an event. Prefill is a head start of ``ttft / tpot`` virtual tokens, so it slows down with the batch too."""
+an event. Prefill is a head start of ``ttft / tpot`` virtual tokens, so it slows down with the batch too.
+
+A table with percentiles gives each request its own TTFT and TPOT: lognormal multipliers whose log-sd per batch
+size is fitted to the level's p50 and p95 (``ServiceModel.ttft_sigma_by_batch``), drawn from the run's seeded
+spread RNG at admission. ``SimReplica.set_slowdown`` stretches a replica's speed while a shared host is
+oversubscribed (``sim/host.py``)."""
 
 from __future__ import annotations
 
 import heapq
 import json
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Protocol
 
 from ebbtide.core.signals import ReplicaState, ReplicaView
@@ -44,6 +51,13 @@ class ServiceModel:
     tpot_by_batch: tuple[float, ...]
     prompt_ref_tokens: int
     prefill_fixed_share: float = 0.3
+    # Log-sd of each request's TTFT / TPOT multiplier per batch size (median 1); empty = no per-request spread.
+    ttft_sigma_by_batch: tuple[float, ...] = ()
+    tpot_sigma_by_batch: tuple[float, ...] = ()
+
+    @property
+    def has_spread(self) -> bool:
+        return any(s > 0 for s in (*self.ttft_sigma_by_batch, *self.tpot_sigma_by_batch))
 
     def ttft_s(self, prompt_tokens: int, batch: int) -> float:
         scale = (
@@ -108,22 +122,66 @@ def _interp(xs: list[float], ys: list[float], x: float) -> float:
     return ys[-1] + max(slope, 0.0) * (x - xs[-1])
 
 
+def _interp_flat(xs: list[float], ys: list[float], x: float) -> float:
+    """Linear between the measured points, held constant outside them (for log-sds, which do not grow)."""
+    return _interp(xs, ys, min(max(x, xs[0]), xs[-1]))
+
+
+def _order_stat_z(q: float, n: int) -> float:
+    """Normal quantile that ``calibrate``'s q-quantile of n samples (the ceil(q·n)-th smallest) estimates:
+    Blom's plotting position, so the "p95" of 4 samples (their maximum) counts as ~p85, not p95."""
+    if n <= 0:
+        return NormalDist().inv_cdf(q)
+    k = max(1, math.ceil(q * n))
+    return NormalDist().inv_cdf((k - 0.375) / (n + 0.25))
+
+
+def lognormal_fit(p50: float, p95: float | None, requests: int = 0) -> tuple[float, float]:
+    """(median, log-sd) of the lognormal through the recorded p50 and p95 of ``requests`` samples; log-sd 0 when
+    the table has no spread to fit (p95 missing or not above p50, or one sample)."""
+    if p95 is None or p95 <= p50:
+        return p50, 0.0
+    z50, z95 = _order_stat_z(0.5, requests), _order_stat_z(0.95, requests)
+    if z95 <= z50:
+        return p50, 0.0
+    sigma = math.log(p95 / p50) / (z95 - z50)
+    return p50 * math.exp(-z50 * sigma), sigma
+
+
 def calibration_model(
     spec: TableService, data: dict[str, Any], slots: int | None, source: str
 ) -> ServiceModel:
     levels = sorted(data["levels"], key=lambda lv: lv["concurrency"])
     xs = [float(lv["concurrency"]) for lv in levels]
     pct = spec.percentile
-    ttft = [float(lv.get(f"ttft_{pct}_s", lv["ttft_p50_s"])) for lv in levels]
-    tpot = [float(lv.get(f"tpot_{pct}_s", lv["tpot_p50_s"])) for lv in levels]
     n = slots or int(data.get("slots") or xs[-1])
+    sizes = range(1, n + 1)
+    spread = spec.spread and pct == "p50"
+    tables: list[tuple[float, ...]] = []
+    sigmas: list[tuple[float, ...]] = []
+    for key in ("ttft", "tpot"):
+        if spread:
+            fits = [lognormal_fit(float(lv[f"{key}_p50_s"]), _num(lv.get(f"{key}_p95_s")),
+                                  int(lv.get("requests") or 0)) for lv in levels]
+            ys, ss = [f[0] for f in fits], [f[1] for f in fits]
+            sigmas.append((ss[0], *(_interp_flat(xs, ss, b) for b in sizes)))
+        else:
+            ys = [float(lv.get(f"{key}_{pct}_s", lv[f"{key}_p50_s"])) for lv in levels]
+        tables.append((ys[0], *(_interp(xs, ys, b) for b in sizes)))
+    has_spread = any(s > 0 for ss in sigmas for s in ss)
     return ServiceModel(
-        f"calibration table {source} ({pct})",
+        f"calibration table {source} ({pct}{', lognormal spread' if has_spread else ''})",
         n,
-        (ttft[0], *(_interp(xs, ttft, b) for b in range(1, n + 1))),
-        (tpot[0], *(_interp(xs, tpot, b) for b in range(1, n + 1))),
+        tables[0],
+        tables[1],
         int(data.get("prompt_tokens", 800)),
+        ttft_sigma_by_batch=sigmas[0] if has_spread else (),
+        tpot_sigma_by_batch=sigmas[1] if has_spread else (),
     )
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +262,7 @@ class SimReplica:
 
     __slots__ = (
         "_views",
+        "base_tpots",
         "batch",
         "heap",
         "last_s",
@@ -213,7 +272,9 @@ class SimReplica:
         "requested_s",
         "scheduled_s",
         "service",
+        "sigmas",
         "slots",
+        "slow",
         "state",
         "stopped_s",
         "tpot",
@@ -222,11 +283,20 @@ class SimReplica:
         "view",
     )
 
-    def __init__(self, replica_id: str, service: ServiceModel, requested_s: float) -> None:
+    def __init__(
+        self, replica_id: str, service: ServiceModel, requested_s: float, spread: random.Random | None = None
+    ) -> None:
         self.replica_id = replica_id
         self.service = service
         self.slots = service.slots
-        self.tpots = service.tpot_by_batch
+        self.base_tpots = self.tpots = service.tpot_by_batch
+        self.slow = 1.0
+        # Per-request spread: (TTFT log-sds, TPOT log-sds, a seeded normal draw), or None when deterministic.
+        self.sigmas = (
+            (service.ttft_sigma_by_batch, service.tpot_sigma_by_batch, spread.gauss)
+            if spread is not None and service.has_spread
+            else None
+        )
         self.requested_s = requested_s
         self.ready_s: float | None = None
         self.stopped_s: float | None = None
@@ -264,11 +334,13 @@ class SimReplica:
         self.last_s = now_s
         self.batch += 1
         self.tpot = tpot = self.tpots[self.batch]
-        ttft = self.service.ttft_s(prompt_tokens, self.batch)
-        heapq.heappush(
-            self.heap,
-            (self.v + ttft / tpot + (output_tokens - 1), seq, arrival_s, now_s + ttft, output_tokens),
-        )
+        ttft = self.service.ttft_s(prompt_tokens, self.batch) * self.slow
+        work = output_tokens - 1.0
+        if self.sigmas is not None:  # this request's own speed: TTFT and TPOT multipliers, median 1
+            s_ttft, s_tpot, gauss = self.sigmas
+            ttft *= math.exp(s_ttft[self.batch] * gauss(0.0, 1.0))
+            work *= math.exp(s_tpot[self.batch] * gauss(0.0, 1.0))
+        heapq.heappush(self.heap, (self.v + ttft / tpot + work, seq, arrival_s, now_s + ttft, output_tokens))
         self.view = self._view()
         return ttft
 
@@ -286,6 +358,16 @@ class SimReplica:
             self.tpot = self.tpots[self.batch]
             self.view = self._view()
         return done
+
+    def set_slowdown(self, now_s: float, factor: float) -> None:
+        """From now on prefill and decode take ``factor`` × their modelled time (a shared, oversubscribed host);
+        progress so far is kept. The caller reschedules the next finish if it moved earlier."""
+        if self.batch:
+            self.v += (now_s - self.last_s) / self.tpot
+        self.last_s = now_s
+        self.slow = factor
+        self.tpots = self.base_tpots if factor == 1.0 else tuple(t * factor for t in self.base_tpots)
+        self.tpot = self.tpots[self.batch]
 
     def next_finish_s(self) -> float:
         heap = self.heap

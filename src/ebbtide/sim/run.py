@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ebbtide.config import Config, PoolSpec, build_controller
+from ebbtide.config import Config, PoolSpec, build_controller, default_threads_per_replica
 from ebbtide.core.controller import Controller, ScaleDecision
 from ebbtide.core.cost import Price, fleet_cost
 from ebbtide.core.queueing import admit, estimate_wait_s
@@ -30,6 +30,7 @@ from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState, ReplicaView
 from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, MINUTE, READY, STARTUP_FAILED, TICK, EventClock
 from ebbtide.sim.coldstart import ColdStartModel
+from ebbtide.sim.host import SharedHost
 from ebbtide.sim.replica import ServiceModel, SimReplica, service_model
 from ebbtide.sim.results import Mark, Results
 from ebbtide.sim.spec import SimSpec
@@ -81,6 +82,17 @@ class Simulation:
         )
         self.clock = EventClock(0.0)
         self.rng = random.Random(options.seed * 1_000_003 + 17)
+        # Per-request service spread draws from its own stream, so cold starts stay as they were for a seed.
+        self.spread_rng = random.Random(options.seed * 1_000_003 + 29) if self.service.has_spread else None
+        self.host = (
+            None
+            if sim.host is None
+            else SharedHost(
+                sim.host,
+                getattr(pool.engine, "threads", None)
+                or default_threads_per_replica(pool.scaling.max_replicas, int(sim.host.cores)),
+            )
+        )
         self.replicas: dict[str, SimReplica] = {}
         self.views: list[ReplicaView] = []
         self.queue: deque[tuple[float, int, int]] = deque()
@@ -100,7 +112,7 @@ class Simulation:
 
     def _start_replica(self, now_s: float, warm: bool = False) -> None:
         self.next_id += 1
-        r = SimReplica(f"r{self.next_id:05d}", self.service, now_s)
+        r = SimReplica(f"r{self.next_id:05d}", self.service, now_s, self.spread_rng)
         self.replicas[r.replica_id] = r
         self.capacity += 1
         self.max_capacity = max(self.max_capacity, self.capacity)
@@ -111,6 +123,8 @@ class Simulation:
             self.clock.push(now_s + out.after_s, READY if out.ready else STARTUP_FAILED, r)
         r.pos = len(self.views)
         self.views.append(r.view)
+        if self.host is not None:
+            self._host_update(now_s)
 
     def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
         if r.state in (READY_S, STARTING_S):
@@ -123,6 +137,18 @@ class Simulation:
         for live in self.replicas.values():
             live.pos = len(self.views)
             self.views.append(live.view)
+        if self.host is not None:
+            self._host_update(now_s)
+
+    def _host_update(self, now_s: float, about_to_serve: SimReplica | None = None) -> None:
+        assert self.host is not None
+        self.host.update(self.replicas.values(), now_s, self._reschedule, about_to_serve)
+
+    def _reschedule(self, r: SimReplica) -> None:
+        nf = r.next_finish_s()
+        if nf < r.scheduled_s:
+            r.scheduled_s = nf
+            heappush(self.clock.heap, (nf, next(self.clock.counter), COMPLETE, r))
 
     def _reconcile(self, desired: int, now_s: float) -> None:
         while self.capacity < desired:
@@ -146,6 +172,8 @@ class Simulation:
 
     def _place(self, r: SimReplica, now_s: float, arrival_s: float, prompt: int, output: int) -> None:
         self.seq += 1
+        if self.host is not None and not r.batch:
+            self._host_update(now_s, r)
         r.start_request(now_s, self.seq, arrival_s, prompt, output)
         self.views[r.pos] = r.view
         nf = r.next_finish_s()
@@ -205,6 +233,8 @@ class Simulation:
             return
         self._record(r.pop_due(now_s, True), now_s)  # force: within float rounding the first finish is now
         self.views[r.pos] = r.view
+        if self.host is not None and not r.batch:
+            self._host_update(now_s)
         if r.state is DRAINING_S and r.batch == 0:
             self._stop(r, now_s)
             return
@@ -240,6 +270,8 @@ class Simulation:
         elif kind == READY and r.state is STARTING_S:
             r.set_state(READY_S, now_s)
             self.views[r.pos] = r.view
+            if self.host is not None:  # loading is over
+                self._host_update(now_s)
             self.cold_starts += 1
             self.cold_start_total_s += now_s - r.requested_s
             self._drain_queue(now_s)

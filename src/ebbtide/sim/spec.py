@@ -19,6 +19,7 @@ __all__ = [
     "RooflineService",
     "SeedAssumedService",
     "ServiceSpec",
+    "SharedHostSpec",
     "SimSpec",
     "TableService",
     "UniformColdStart",
@@ -61,6 +62,11 @@ class TableService(_Spec):
     )
     percentile: Literal["p50", "p95"] = Field(
         "p50", description="Which measured percentile drives the model."
+    )
+    spread: bool = Field(
+        True,
+        description="With p50: draw each request's TTFT and TPOT from a lognormal fitted to the level's "
+        "p50 and p95 (seeded); false or p95: the same service time for every request at a batch size.",
     )
 
 
@@ -130,6 +136,25 @@ ColdStartSpec = Annotated[
 ]
 
 
+class SharedHostSpec(_Spec):
+    """Replicas co-located on one host: while the threads of busy (serving or loading) replicas exceed the
+    cores left to them, every replica's prefill and decode slow down in proportion."""
+
+    cores: float = Field(gt=0, description="CPU cores of the shared host.")
+    reserved_cores: float = Field(
+        0.0, ge=0, description="Cores taken by other processes on the host (gateway, load client)."
+    )
+    threads_per_replica: float | None = Field(
+        None, gt=0, description="Threads a busy replica runs; default engine.threads, else cores // max_replicas."
+    )
+
+    @model_validator(mode="after")
+    def _room(self) -> SharedHostSpec:
+        if self.reserved_cores >= self.cores:
+            raise ValueError(f"reserved_cores = {self.reserved_cores}: must be < cores = {self.cores}")
+        return self
+
+
 class SimSpec(_Spec):
     service: ServiceSpec = Field(
         default_factory=lambda: SeedAssumedService.model_validate({}), description="Replica service model."
@@ -146,6 +171,9 @@ class SimSpec(_Spec):
     tz: str | None = Field(
         None,
         description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC.",
+    )
+    host: SharedHostSpec | None = Field(
+        None, description="Replicas share one host's cores (e.g. `ebbtide demo`); default: a machine each."
     )
 
 
