@@ -5,11 +5,15 @@ drains take wall time. The twin has one clock, so it runs in policy time and eve
 by ``compress``: the calibration table's TTFT/TPOT, the measured cold starts, startup/drain timeouts and the
 gateway deadline. Results are converted back to wall seconds, so both columns of the demo's table are in the
 units the user saw.
+
+The twin's replicas draw each request's TTFT/TPOT from the calibration's p50-p95 spread and share this
+machine's cores (``sim.host``), as the live replicas, the gateway and the load client do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,9 @@ from ebbtide.sim.output import summary
 from ebbtide.sim.run import RunOptions, Simulation
 from ebbtide.sim.spec import SimSpec
 
-__all__ = ["FixedArrivals", "run_twin", "stretch_calibration"]
+__all__ = ["HOST_RESERVED_CORES", "FixedArrivals", "run_twin", "stretch_calibration"]
+
+HOST_RESERVED_CORES = 0.0
 
 
 @dataclass
@@ -72,6 +78,9 @@ def run_twin(
             "service": {"kind": "table", "path": str(table), "percentile": "p50"},
             "cold_start": {"kind": "empirical", "samples_s": samples},
             "initial_replicas": initial_replicas,
+            # The live replicas share this machine's cores. Nothing is set aside for the gateway and the load
+            # client: 0.5 cores overshot a quiet run's P95 by +64% (docs/dashboard.md, sim-to-real).
+            "host": {"cores": float(os.cpu_count() or 1), "reserved_cores": HOST_RESERVED_CORES},
         }),
     })
     sim_cfg = cfg.model_copy(update={
