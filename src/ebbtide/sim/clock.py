@@ -14,7 +14,7 @@ import itertools
 import math
 from typing import Any
 
-__all__ = ["COMPLETE", "DRAIN_TIMEOUT", "READY", "STARTUP_FAILED", "EventClock"]
+__all__ = ["COMPLETE", "DRAIN_TIMEOUT", "PREEMPT", "READY", "STARTUP_FAILED", "EventClock"]
 
 COMPLETE = 0
 READY = 1
@@ -22,6 +22,7 @@ STARTUP_FAILED = 2
 DRAIN_TIMEOUT = 3
 TICK = 4
 MINUTE = 5
+PREEMPT = 6
 
 
 class EventClock:

@@ -49,6 +49,7 @@ def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
         "cold_starts": sim.cold_starts,
         "cold_start_mean_s": _r(sim.cold_start_total_s / sim.cold_starts, 1) if sim.cold_starts else None,
         "startup_failures": sim.startup_failures,
+        "preemptions": sim.preemptions,
         "scale_outs": sum(1 for m in res.marks if m.kind == "out"),
         "scale_ins": sum(1 for m in res.marks if m.kind == "in"),
         "max_replicas": sim.max_capacity,

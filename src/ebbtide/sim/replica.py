@@ -267,6 +267,7 @@ class SimReplica:
         "heap",
         "last_s",
         "pos",
+        "preempted",
         "ready_s",
         "replica_id",
         "requested_s",
@@ -307,6 +308,7 @@ class SimReplica:
         self.heap: list[tuple[float, int, float, float, int]] = []
         self.scheduled_s = math.inf
         self.pos = -1  # index in the driver's list of views
+        self.preempted = False
         self.set_state(ReplicaState.STARTING)
 
     def set_state(self, state: ReplicaState, now_s: float | None = None) -> None:

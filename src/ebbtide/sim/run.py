@@ -28,7 +28,7 @@ from ebbtide.core.cost import Price, fleet_cost
 from ebbtide.core.queueing import admit, estimate_wait_s
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState, ReplicaView
-from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, MINUTE, READY, STARTUP_FAILED, TICK, EventClock
+from ebbtide.sim.clock import COMPLETE, DRAIN_TIMEOUT, MINUTE, PREEMPT, READY, STARTUP_FAILED, TICK, EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.host import SharedHost
 from ebbtide.sim.replica import ServiceModel, SimReplica, service_model
@@ -104,6 +104,10 @@ class Simulation:
         self.mean_latency_s = self.service.latency_s(self.service.prompt_ref_tokens, 300, self.service.slots)
         self.bounds: tuple[int, int] | None = None
         self.cold_start_total_s = 0.0
+        self.preemptions = 0
+        spot = pool.replica.spot
+        self.preempt_rate_per_s = sim.spot_preemptions_per_hour / 3600.0 if spot is not None else 0.0
+        self.notice_s = spot.notice_s if spot is not None else 0.0
         n0 = sim.initial_replicas if sim.initial_replicas is not None else pool.scaling.min_replicas
         for _ in range(n0):
             self._start_replica(0.0, warm=True)
@@ -123,8 +127,24 @@ class Simulation:
             self.clock.push(now_s + out.after_s, READY if out.ready else STARTUP_FAILED, r)
         r.pos = len(self.views)
         self.views.append(r.view)
+        if self.preempt_rate_per_s > 0:
+            self.clock.push(now_s + self.rng.expovariate(self.preempt_rate_per_s), PREEMPT, r)
         if self.host is not None:
             self._host_update(now_s)
+
+    def _preempt(self, r: SimReplica, now_s: float) -> None:
+        """Spot termination notice: no new requests, a replacement starts at once, gone when the notice ends
+        (requests still running then are lost, as on the live gateway once they have streamed)."""
+        self.preemptions += 1
+        r.preempted = True
+        if r.state is STARTING_S or r.batch == 0:
+            self._stop(r, now_s)
+        else:
+            self.capacity -= 1
+            r.set_state(DRAINING_S)
+            self.views[r.pos] = r.view
+            self.clock.push(now_s + self.notice_s, DRAIN_TIMEOUT, r)
+        self._start_replica(now_s)
 
     def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
         if r.state in (READY_S, STARTING_S):
@@ -279,9 +299,12 @@ class Simulation:
             self.startup_failures += 1
             self._stop(r, now_s, ReplicaState.FAILED)
             self._start_replica(now_s)
+        elif kind == PREEMPT and r.state in (READY_S, STARTING_S):
+            self._preempt(r, now_s)
         elif kind == DRAIN_TIMEOUT and r.state is DRAINING_S:
+            reason = "spot preemption" if r.preempted else "drain timeout"
             for _ in r.abort_all():
-                self.results.reject("drain timeout")
+                self.results.reject(reason)
             self.views[r.pos] = r.view
             self._stop(r, now_s)
 

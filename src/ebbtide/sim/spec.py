@@ -172,6 +172,9 @@ class SimSpec(_Spec):
         None,
         description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC.",
     )
+    spot_preemptions_per_hour: float = Field(
+        0.0, ge=0, description="With replica.spot: termination notices per spot replica-hour (Poisson)."
+    )
     host: SharedHostSpec | None = Field(
         None, description="Replicas share one host's cores (e.g. `ebbtide demo`); default: a machine each."
     )
