@@ -34,6 +34,7 @@ from ebbtide.sim.host import SharedHost
 from ebbtide.sim.replica import ServiceModel, SimReplica, service_model
 from ebbtide.sim.results import Mark, Results
 from ebbtide.sim.spec import SimSpec
+from ebbtide.sim.spot import preempt, spot_rate
 from ebbtide.sim.traffic import Arrivals, Traffic
 
 __all__ = ["RunOptions", "Simulation"]
@@ -105,9 +106,7 @@ class Simulation:
         self.bounds: tuple[int, int] | None = None
         self.cold_start_total_s = 0.0
         self.preemptions = 0
-        spot = pool.replica.spot
-        self.preempt_rate_per_s = sim.spot_preemptions_per_hour / 3600.0 if spot is not None else 0.0
-        self.notice_s = spot.notice_s if spot is not None else 0.0
+        self.preempt_rate_per_s, self.notice_s = spot_rate(pool, sim)
         n0 = sim.initial_replicas if sim.initial_replicas is not None else pool.scaling.min_replicas
         for _ in range(n0):
             self._start_replica(0.0, warm=True)
@@ -131,20 +130,6 @@ class Simulation:
             self.clock.push(now_s + self.rng.expovariate(self.preempt_rate_per_s), PREEMPT, r)
         if self.host is not None:
             self._host_update(now_s)
-
-    def _preempt(self, r: SimReplica, now_s: float) -> None:
-        """Spot termination notice: no new requests, a replacement starts at once, gone when the notice ends
-        (requests still running then are lost, as on the live gateway once they have streamed)."""
-        self.preemptions += 1
-        r.preempted = True
-        if r.state is STARTING_S or r.batch == 0:
-            self._stop(r, now_s)
-        else:
-            self.capacity -= 1
-            r.set_state(DRAINING_S)
-            self.views[r.pos] = r.view
-            self.clock.push(now_s + self.notice_s, DRAIN_TIMEOUT, r)
-        self._start_replica(now_s)
 
     def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
         if r.state in (READY_S, STARTING_S):
@@ -300,7 +285,7 @@ class Simulation:
             self._stop(r, now_s, ReplicaState.FAILED)
             self._start_replica(now_s)
         elif kind == PREEMPT and r.state in (READY_S, STARTING_S):
-            self._preempt(r, now_s)
+            preempt(self, r, now_s)
         elif kind == DRAIN_TIMEOUT and r.state is DRAINING_S:
             reason = "spot preemption" if r.preempted else "drain timeout"
             for _ in r.abort_all():
