@@ -184,3 +184,17 @@ def test_counter_restart_starts_counting_afresh() -> None:
         _, state = pol.decide(signals(total, t0 + 60 * k), state, t0 + 60 * k)
     assert state.arrivals_at_start == 5 and state.peak_rps >= 0
     assert state.peak_rps == pytest.approx(10.0)
+
+
+def test_lead_time_follows_the_drivers_measured_cold_start_unless_set() -> None:
+    """DESIGN §4: lead_time = the measured p90 cold start; an explicit `lead_time_s` in the config wins."""
+    from ebbtide.core.policies.predictive import PredictiveSpec
+    from ebbtide.core.signals import PoolSignals
+
+    measured = PoolSignals("p", 0.0, 1, (), 0, 0, cold_start_p90_s=123.0)
+    unknown = PoolSignals("p", 0.0, 1, (), 0, 0)
+    implicit = PredictiveSpec.model_validate({"capacity_per_replica_rps": 10}).build()
+    explicit = PredictiveSpec.model_validate({"capacity_per_replica_rps": 10, "lead_time_s": 300}).build()
+    assert implicit.lead_s(measured) == 123.0
+    assert implicit.lead_s(unknown) == 480.0
+    assert explicit.lead_s(measured) == 300.0

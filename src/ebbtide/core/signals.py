@@ -53,6 +53,7 @@ class PoolSignals:
     arrivals_total: int
     completions_total: int = 0
     last_arrival_s: float | None = None
+    cold_start_p90_s: float | None = None  # measured by the driver (store / cold-start model), if known
 
     def count(self, state: ReplicaState) -> int:
         return sum(1 for r in self.replicas if r.state is state)

@@ -51,6 +51,8 @@ class PoolRuntime:
     last_decision: ScaleDecision | None = None
     service_ewma_s: float | None = None
     cost_usd: float = 0.0
+    cold_p90_s: float | None = None
+    cold_p90_read_at: float = float("-inf")
     output_tokens_total: int = 0
     rollout: RolloutDriver | None = None
 
@@ -144,11 +146,7 @@ class Runtime:
 
     def ready_eta_s(self, pr: PoolRuntime) -> float:
         """When a replica is expected to be ready: measured p90 cold start, else the configured estimate."""
-        measured = sorted(self.store.cold_starts_s(pr.spec.name))
-        if len(measured) >= 3:
-            estimate = measured[min(len(measured) - 1, int(0.9 * len(measured)))]
-        else:
-            estimate = pr.spec.replica.cold_start_estimate_s or DEFAULT_COLD_START_ESTIMATE_S
+        estimate = self._cold_start_p90_s(pr) or pr.spec.replica.cold_start_estimate_s or DEFAULT_COLD_START_ESTIMATE_S
         starting = [r for r in pr.fleet.capacity() if r.state is not ReplicaState.READY]
         if not starting:
             return estimate
@@ -197,7 +195,17 @@ class Runtime:
             arrivals_total=pr.arrivals_total,
             completions_total=pr.completions_total,
             last_arrival_s=pr.last_arrival_s,
+            cold_start_p90_s=self._cold_start_p90_s(pr),
         )
+
+    def _cold_start_p90_s(self, pr: PoolRuntime) -> float | None:
+        """p90 of the pool's measured cold starts (≥ 3 samples), re-read from the store at most every 30 s."""
+        now = self.wall.monotonic()
+        if now - pr.cold_p90_read_at >= 30.0:
+            measured = sorted(self.store.cold_starts_s(pr.spec.name))
+            pr.cold_p90_s = measured[min(len(measured) - 1, int(0.9 * len(measured)))] if len(measured) >= 3 else None
+            pr.cold_p90_read_at = now
+        return pr.cold_p90_s
 
     async def tick(self) -> None:
         now_s = self.policy_clock.now()

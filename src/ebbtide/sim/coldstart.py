@@ -35,6 +35,12 @@ class ColdStartModel:
     failure_probability: float = 0.0
     startup_timeout_s: float = float("inf")
 
+    def quantile_s(self, q: float = 0.9, samples: int = 4_000) -> float:
+        """The ``q`` quantile of the cold-start time (failures excluded), from a fixed-seed sample."""
+        rng = random.Random(12_345)
+        draws = sorted(self.sample_s(rng) for _ in range(samples))
+        return draws[min(len(draws) - 1, int(q * len(draws)))]
+
     def sample_s(self, rng: random.Random) -> float:
         spec = self.spec
         if isinstance(spec, PhasedColdStart):

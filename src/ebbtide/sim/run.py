@@ -106,6 +106,7 @@ class Simulation:
         self.bounds: tuple[int, int] | None = None
         self.cold_start_total_s = 0.0
         self.preemptions = 0
+        self.cold_start_p90_s = self.cold.quantile_s(0.9)
         self.preempt_rate_per_s, self.notice_s = spot_rate(pool, sim)
         n0 = sim.initial_replicas if sim.initial_replicas is not None else pool.scaling.min_replicas
         for _ in range(n0):
@@ -307,6 +308,7 @@ class Simulation:
             self.arrivals,
             self.results.completed_total,
             last,
+            self.cold_start_p90_s,
         )
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
         self._mark(decision, now_s)

@@ -106,7 +106,14 @@ class PredictivePolicy:
         self, signals: PoolSignals, state: PredictiveState, now_s: float
     ) -> tuple[Recommendation, PredictiveState]:
         state = self.observe(signals.arrivals_total, state, now_s)
-        return self._recommend(state, signals.arrivals_total, now_s), state
+        return self._recommend(state, signals.arrivals_total, now_s, self.lead_s(signals)), state
+
+    def lead_s(self, signals: PoolSignals) -> float:
+        """The configured lead time if set explicitly, else the driver's measured p90 cold start, else the default."""
+        measured = signals.cold_start_p90_s
+        if "lead_time_s" in self.spec.model_fields_set or measured is None:
+            return self.spec.lead_time_s
+        return measured
 
     # -- learning ------------------------------------------------------------------------------------------
 
@@ -177,11 +184,11 @@ class PredictivePolicy:
 
     # -- forecasting --------------------------------------------------------------------------------------
 
-    def window_slots(self, now_s: float) -> list[int]:
-        """Slots of every bucket that overlaps [now, now + lead_time_s]."""
+    def window_slots(self, now_s: float, lead_s: float | None = None) -> list[int]:
+        """Slots of every bucket that overlaps [now, now + lead time]."""
         spec = self.spec
         slots: list[int] = []
-        t, end = now_s, now_s + spec.lead_time_s
+        t, end = now_s, now_s + (spec.lead_time_s if lead_s is None else lead_s)
         while True:
             slot, into = slot_of(t, self._tz, spec.bucket_s)
             if slot not in slots:
@@ -197,15 +204,15 @@ class PredictivePolicy:
         rank = max(1, math.ceil(self.spec.error_quantile * len(ordered) - 1e-9))
         return min(ordered[rank - 1], self.spec.max_headroom)
 
-    def _recommend(self, state: PredictiveState, arrivals_total: int, now_s: float) -> Recommendation:
+    def _recommend(self, state: PredictiveState, arrivals_total: int, now_s: float, lead_s: float) -> Recommendation:
         spec, cap = self.spec, self.spec.capacity_per_replica_rps
-        window = self.window_slots(now_s)
+        window = self.window_slots(now_s, lead_s)
         if all(state.seen[s] for s in window):
             rate = max(state.profile[s] for s in window)
             room = self.headroom(state)
             need = math.ceil(rate * (1 + room) / cap - 1e-9)
             reason = (
-                f"forecast {rate:.1f} req/s within {spec.lead_time_s:.0f} s (+{room:.0%} headroom) "
+                f"forecast {rate:.1f} req/s within {lead_s:.0f} s (+{room:.0%} headroom) "
                 f"/ {cap:g} per replica"
             )
             return Recommendation(self.name, need, reason)
