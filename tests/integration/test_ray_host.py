@@ -27,9 +27,9 @@ from ebbtide.providers.ray_host import ReplicaHost
 
 async def main():
     host = ReplicaHost("t-1", float(sys.argv[1]))
-    pid = await host.start([sys.executable, "-c", "import time; time.sleep(120)"], {}, sys.executable)
+    pid = await host.start([sys.executable, "-c", "import signal; signal.pause()"], {}, sys.executable)
     print(pid, host.dir, flush=True)
-    await asyncio.sleep(120)
+    await asyncio.Event().wait()  # block until the test kills this process
 
 asyncio.run(main())
 """
@@ -77,7 +77,7 @@ async def test_stop_escalates_to_sigkill_and_removes_the_host_dir() -> None:
     host = ReplicaHost("t-2", 60.0)
     host.grace_s = float("inf")  # in-process: an orphaned host would end this test process
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "print('up', flush=True); time.sleep(120)")
+                "print('up', flush=True); signal.pause()")
     pid = await host.start([sys.executable, "-c", stubborn], {}, sys.executable)
     wait_for(lambda: "up" in (host.dir / "server.log").read_text(), 10, "the server ignoring SIGTERM")
     assert await host.running()
