@@ -12,21 +12,13 @@ from typer.testing import CliRunner
 
 from ebbtide.plan.feasibility import BUSINESS_HOURS_RPS, instances_by_hour
 
-SEED = [
-    "plan",
-    "--model",
-    "llama-3-70b",
-    "--instance",
-    "ml.g5.48xlarge",
-    "--precision",
-    "fp16",
-    "--in",
-    "800",
-    "--out",
-    "300",
-    "--p95",
-    "3",
-]
+
+def plan_argv(model: str, instance: str, *options: str, p95: str = "3") -> list[str]:
+    """`ebbtide plan` for the seed's request shape (800 in, 300 out) plus ``options``."""
+    return ["plan", "--model", model, "--instance", instance, "--in", "800", "--out", "300", "--p95", p95, *options]
+
+
+SEED = plan_argv("llama-3-70b", "ml.g5.48xlarge", "--precision", "fp16")
 
 
 @pytest.fixture(scope="module")
@@ -73,24 +65,7 @@ def test_seed_case_json_shape(app: typer.Typer) -> None:
 
 
 def test_70b_fp8_on_p5_is_feasible_and_costed(app: typer.Typer) -> None:
-    args = [
-        "plan",
-        "--model",
-        "llama-3-70b",
-        "--instance",
-        "p5.48xlarge",
-        "--precision",
-        "fp8",
-        "--in",
-        "800",
-        "--out",
-        "300",
-        "--p95",
-        "3",
-        "--rps",
-        "25",
-        "--json",
-    ]
+    args = plan_argv("llama-3-70b", "p5.48xlarge", "--precision", "fp8", "--rps", "25", "--json")
     code, out = _run(app, args)
     assert code == 0, out
     doc = json.loads(out)
@@ -103,22 +78,7 @@ def test_70b_fp8_on_p5_is_feasible_and_costed(app: typer.Typer) -> None:
 
 
 def test_8b_on_g5_12xlarge_feasible_text_and_seed_price(app: typer.Typer) -> None:
-    args = [
-        "plan",
-        "--model",
-        "llama-3-8b",
-        "--instance",
-        "ml.g5.48xlarge",
-        "--in",
-        "800",
-        "--out",
-        "300",
-        "--p95",
-        "3",
-        "--price",
-        "seed-000",
-        "--json",
-    ]
+    args = plan_argv("llama-3-8b", "ml.g5.48xlarge", "--price", "seed-000", "--json")
     code, out = _run(app, args)
     assert code == 0, out
     chosen = json.loads(out)["chosen"]
@@ -126,63 +86,20 @@ def test_8b_on_g5_12xlarge_feasible_text_and_seed_price(app: typer.Typer) -> Non
     assert chosen["usd_per_day"] == pytest.approx(17.0 * sum(chosen["instances_by_hour"]))
     code, out = _run(
         app,
-        [
-            "plan",
-            "--model",
-            "llama-3-8b",
-            "--instance",
-            "g5.12xlarge",
-            "--in",
-            "800",
-            "--out",
-            "300",
-            "--p95",
-            "6",
-        ],
+        plan_argv("llama-3-8b", "g5.12xlarge", p95="6"),
     )
     assert code == 0, out
     assert "FEASIBLE" in out and "INFEASIBLE" not in out
     code, out = _run(
         app,
-        [
-            "plan",
-            "--model",
-            "llama-3-8b",
-            "--instance",
-            "g5.12xlarge",
-            "--tp",
-            "1",
-            "--in",
-            "800",
-            "--out",
-            "300",
-            "--p95",
-            "3",
-        ],
+        plan_argv("llama-3-8b", "g5.12xlarge", "--tp", "1"),
     )
     assert code == 1
     assert "16.1 GB weights / (1 x 600 GB/s) = 26.8 ms/token; x 300 tokens = 8.0 s > 3 s" in out
 
 
 def test_ttft_slo_can_make_it_infeasible(app: typer.Typer) -> None:
-    args = [
-        "plan",
-        "--model",
-        "llama-3-70b",
-        "--instance",
-        "p5.48xlarge",
-        "--precision",
-        "fp8",
-        "--in",
-        "800",
-        "--out",
-        "300",
-        "--p95",
-        "3",
-        "--ttft-p95",
-        "0.001",
-        "--json",
-    ]
+    args = plan_argv("llama-3-70b", "p5.48xlarge", "--precision", "fp8", "--ttft-p95", "0.001", "--json")
     code, out = _run(app, args)
     assert code == 1
     assert any("TTFT" in r for r in json.loads(out)["reasons"])
@@ -202,20 +119,7 @@ def test_custom_config_json_model(app: typer.Typer, tmp_path: Path) -> None:
     path.write_text(json.dumps(cfg))
     code, out = _run(
         app,
-        [
-            "plan",
-            "--model",
-            str(path),
-            "--instance",
-            "g5.12xlarge",
-            "--in",
-            "800",
-            "--out",
-            "300",
-            "--p95",
-            "6",
-            "--json",
-        ],
+        plan_argv(str(path), "g5.12xlarge", "--json", p95="6"),
     )
     assert code == 0, out
     assert json.loads(out)["request"]["params"] == pytest.approx(8.03e9, rel=1e-3)
