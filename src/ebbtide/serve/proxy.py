@@ -6,13 +6,11 @@ once bytes have been streamed it cannot be (the client sees an SSE error event, 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from ebbtide.core.queueing import admit
@@ -20,11 +18,10 @@ from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.runtime import PoolRuntime, Runtime
+from ebbtide.serve.upstream import UpstreamError, UpstreamResponse
 
 __all__ = ["forward"]
 
-JSON_HEADERS = {"Content-Type": "application/json"}
-RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
 class _BeforeFirstByte(Exception):
@@ -136,24 +133,23 @@ async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str], cal
 async def _send(
     request: web.Request, runtime: Runtime, replica: Replica, path: str, raw: bytes, stream: bool, started: float
 ) -> _Outcome:
-    assert runtime.session is not None
     try:
-        upstream = await runtime.session.post(
-            replica.base_url + path, data=raw, headers=JSON_HEADERS, timeout=runtime.upstream_timeout
-        )
-    except RETRYABLE as exc:
-        raise _BeforeFirstByte(f"{replica.replica_id}: {exc!r}") from None
-    async with upstream:
+        upstream = await runtime.upstream.post(replica.base_url + path, raw, runtime.cfg.gateway.request_timeout_s)
+    except UpstreamError as exc:
+        raise _BeforeFirstByte(f"{replica.replica_id}: {exc}") from None
+    try:
         if not stream or upstream.status != 200:
             return await _buffered(upstream, replica)
         return await _streamed(request, upstream, replica, started)
+    finally:
+        upstream.release()
 
 
-async def _buffered(upstream: aiohttp.ClientResponse, replica: Replica) -> _Outcome:
+async def _buffered(upstream: UpstreamResponse, replica: Replica) -> _Outcome:
     try:
         body = await upstream.read()
-    except RETRYABLE as exc:
-        raise _BeforeFirstByte(f"{replica.replica_id}: {exc!r}") from None
+    except UpstreamError as exc:
+        raise _BeforeFirstByte(f"{replica.replica_id}: {exc}") from None
     if upstream.status in (502, 503):
         raise _BeforeFirstByte(f"{replica.replica_id}: upstream answered {upstream.status}")
     response = web.Response(
@@ -163,9 +159,7 @@ async def _buffered(upstream: aiohttp.ClientResponse, replica: Replica) -> _Outc
     return _Outcome(response, upstream.status, _usage_tokens(body))
 
 
-async def _streamed(
-    request: web.Request, upstream: aiohttp.ClientResponse, replica: Replica, started: float
-) -> _Outcome:
+async def _streamed(request: web.Request, upstream: UpstreamResponse, replica: Replica, started: float) -> _Outcome:
     response = web.StreamResponse(
         status=200,
         headers={
@@ -177,15 +171,15 @@ async def _streamed(
     )
     outcome = _Outcome(response, 200)
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream:
             if outcome.ttft_s is None:
                 await response.prepare(request)
                 outcome.ttft_s = time.monotonic() - started
             outcome.output_tokens += chunk.count(b"data: {")
             await response.write(chunk)
-    except RETRYABLE as exc:
+    except UpstreamError as exc:
         if outcome.ttft_s is None:
-            raise _BeforeFirstByte(f"{replica.replica_id}: {exc!r}") from None
+            raise _BeforeFirstByte(f"{replica.replica_id}: {exc}") from None
         outcome.status = 502
         error = {"error": {"message": f"replica {replica.replica_id} failed mid-stream", "type": "upstream_error",
                            "code": "upstream_failed_mid_stream"}}

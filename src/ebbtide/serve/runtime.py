@@ -30,6 +30,7 @@ from ebbtide.serve.metrics import GatewayMetrics
 from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.store import Store
 from ebbtide.serve.sysmetrics import scrape_replicas
+from ebbtide.serve.upstream import UpstreamClient
 
 __all__ = ["PoolRuntime", "Runtime"]
 
@@ -93,7 +94,7 @@ class Runtime:
         self.metrics = GatewayMetrics()
         self.pools: dict[str, PoolRuntime] = {}
         self.session: aiohttp.ClientSession | None = None
-        self.upstream_timeout = aiohttp.ClientTimeout(total=cfg.gateway.request_timeout_s, sock_connect=5)
+        self.upstream = UpstreamClient()
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(len(store.replicas()) + 1)
         self._last_cost_at = self.wall.monotonic()
@@ -303,6 +304,7 @@ class Runtime:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(pr.fleet.close(keep_replicas) for pr in self.pools.values()))
+        self.upstream.close()
         if self.session is not None:
             await self.session.close()
         await self.provider.close()
