@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from typer.testing import CliRunner
 
 from ebbtide.cli import _register_all, app
@@ -25,6 +28,51 @@ async def test_unreachable_server_is_an_error_naming_the_url(free_port: int) -> 
     plan = CalibrationPlan(f"http://127.0.0.1:{free_port}", 1, 1, wait_ready_s=0.3)
     with pytest.raises(CalibrationError, match=f"127.0.0.1:{free_port}"):
         await run_calibration(plan)
+
+
+@asynccontextmanager
+async def recording_engine(prompts: list[str]) -> AsyncIterator[str]:
+    """A streaming /v1/completions that answers two tokens at once and records every prompt it was sent."""
+
+    async def complete(request: web.Request) -> web.StreamResponse:
+        prompts.append((await request.json())["prompt"])
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for text in ("a", "b"):
+            await resp.write(b"data: " + json.dumps({"choices": [{"text": text}]}).encode() + b"\n\n")
+        usage = {"prompt_tokens": 9, "completion_tokens": 2}
+        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", complete)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_distinct_prompts_never_repeat_so_no_level_hits_a_slots_cached_prompt() -> None:
+    prompts: list[str] = []
+    async with recording_engine(prompts) as url:
+        table = await run_calibration(CalibrationPlan(url, 3, 2, prompt_tokens=5, max_tokens=2, model="m"))
+    # 3 warm-up requests (one per slot, discarded), then 2, 2 and 3 measured at concurrency 1, 2, 3.
+    assert len(prompts) == 3 + 2 + 2 + 3 and len(set(prompts)) == len(prompts)
+    assert [lv["requests"] for lv in table["levels"]] == [2, 2, 3]
+    assert table["prompt_reuse"] == "distinct" and table["warmup_requests"] == 3
+    assert all(p.split(" ", 1)[1] == "the tide rises and falls" for p in prompts)
+
+
+async def test_a_given_prompt_is_sent_verbatim_every_time_after_the_warm_up() -> None:
+    prompts: list[str] = []
+    async with recording_engine(prompts) as url:
+        table = await run_calibration(CalibrationPlan(url, 2, 3, max_tokens=2, model="m", prompt="hi hi hi "))
+    assert prompts == ["hi hi hi "] * (2 + 3 + 3)
+    assert table["prompt_reuse"] == "shared" and table["levels"][0]["prompt_tokens_reported"] == 9
 
 
 @pytest.mark.timeout(120)

@@ -4,7 +4,15 @@ concurrency.
 For each concurrency c in 1..N, ``requests_per_level`` streaming ``/v1/completions`` requests run with c in
 flight at once (closed loop); the table records TTFT and TPOT percentiles per level. ``sim.service: {kind:
 table, path: ...}`` loads it. TPOT = (last token time - first token time) / (tokens - 1), tokens from
-``usage`` or counted chunks."""
+``usage`` or counted chunks.
+
+Prompts and the engine's prompt cache: llama.cpp keeps each slot's last prompt and evaluates only what a new
+prompt does not share with it, so TTFT depends on what the slots saw before. By default every request of the
+sweep (warm-up included) starts with its own serial number, so none shares more than a token or two with any
+earlier one and every level measures a full prefill. ``CalibrationPlan.prompt`` sends one text every time
+instead - the prompt of the load the table is for (``ebbtide demo`` passes its load client's) - so the cache
+behaves as under that load. Either way ``N`` warm-up requests run at once first and are discarded: each slot
+has served once (first-request allocations, pages touched), as in a replica that has been serving a while."""
 
 from __future__ import annotations
 
@@ -57,6 +65,8 @@ class CalibrationPlan:
     model: str = ""
     timeout_s: float = 300.0
     wait_ready_s: float = 60.0
+    # The text of every request (cache reuse as under that load); None: a distinct prompt per request.
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,20 +164,42 @@ async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str
     return Sample(first - began, end - began, tokens, prompt_n)
 
 
-async def _level(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, c: int) -> dict[str, Any]:
-    total = max(plan.requests_per_level, c)
-    prompt = " ".join(WORDS[i % len(WORDS)] for i in range(plan.prompt_tokens))
-    todo = list(range(total))
+class _Prompts:
+    """The sweep's prompts: ``plan.prompt`` every time, or the word prompt behind a serial number that never
+    repeats within the sweep (a number reused across levels would hit the slot that cached it)."""
+
+    def __init__(self, plan: CalibrationPlan) -> None:
+        self.fixed = plan.prompt
+        self.words = " ".join(WORDS[i % len(WORDS)] for i in range(plan.prompt_tokens))
+        self.sent = 0
+
+    def next(self) -> str:
+        self.sent += 1
+        return self.fixed if self.fixed is not None else f"{self.sent} {self.words}"
+
+
+async def _closed_loop(
+    session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, prompts: _Prompts, c: int, total: int
+) -> tuple[list[Sample], float]:
+    """``total`` requests, ``c`` in flight at once; (samples, wall seconds)."""
+    left = [total]
     samples: list[Sample] = []
 
     async def worker() -> None:
-        while todo:
-            k = todo.pop()
-            samples.append(await _one(session, plan, model, f"{k} {prompt}"))
+        while left[0] > 0:
+            left[0] -= 1
+            samples.append(await _one(session, plan, model, prompts.next()))
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(c)))
-    return summarize_level(c, samples, time.perf_counter() - began)
+    return samples, time.perf_counter() - began
+
+
+async def _level(
+    session: aiohttp.ClientSession, plan: CalibrationPlan, model: str, prompts: _Prompts, c: int
+) -> dict[str, Any]:
+    samples, wall_s = await _closed_loop(session, plan, model, prompts, c, max(plan.requests_per_level, c))
+    return summarize_level(c, samples, wall_s)
 
 
 async def run_calibration(
@@ -183,10 +215,12 @@ async def run_calibration(
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             model = plan.model or await _first_model(session, plan)
-            await _one(session, plan, model, "warm up")
+            prompts = _Prompts(plan)
+            # Discarded: one request per slot at once, so no level measures a slot's first request.
+            await _closed_loop(session, plan, model, prompts, plan.max_concurrency, plan.max_concurrency)
             table = _table(plan, model, [])
             for c in range(1, plan.max_concurrency + 1):
-                level = await _level(session, plan, model, c)
+                level = await _level(session, plan, model, prompts, c)
                 table = _table(plan, model, [*table["levels"], level])
                 if on_table is not None:
                     on_table(table)
@@ -212,6 +246,9 @@ def _table(plan: CalibrationPlan, model: str, levels: list[dict[str, Any]]) -> d
         "prompt_tokens": reported[0] if reported else plan.prompt_tokens,
         "max_tokens": plan.max_tokens,
         "requests_per_level": plan.requests_per_level,
+        # "shared": every request sent the same text (the prompt cache reused it); "distinct": full prefills.
+        "prompt_reuse": "shared" if plan.prompt is not None else "distinct",
+        "warmup_requests": plan.max_concurrency,
         "slots": len(levels) or plan.max_concurrency,
         # Other work on the host skews the figures; the load average says how much there was.
         "host_load_avg_1m": round(os.getloadavg()[0], 2),
