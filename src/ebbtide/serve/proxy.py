@@ -28,6 +28,11 @@ class _BeforeFirstByte(Exception):
     """The upstream failed before anything reached the client: safe to retry elsewhere."""
 
 
+class _EventStream(web.StreamResponse):
+    # aiohttp's opt-in (web.Response sets it too): the headers leave with the first chunk, one write less.
+    _send_headers_immediately = False
+
+
 @dataclass
 class _Outcome:
     response: web.StreamResponse
@@ -160,7 +165,7 @@ async def _buffered(upstream: UpstreamResponse, replica: Replica) -> _Outcome:
 
 
 async def _streamed(request: web.Request, upstream: UpstreamResponse, replica: Replica, started: float) -> _Outcome:
-    response = web.StreamResponse(
+    response = _EventStream(
         status=200,
         headers={
             "Content-Type": "text/event-stream",
@@ -176,7 +181,10 @@ async def _streamed(request: web.Request, upstream: UpstreamResponse, replica: R
                 await response.prepare(request)
                 outcome.ttft_s = time.monotonic() - started
             outcome.output_tokens += chunk.count(b"data: {")
-            await response.write(chunk)
+            if upstream.complete:
+                await response.write_eof(chunk)  # last data and the terminating chunk in one write
+            else:
+                await response.write(chunk)
     except UpstreamError as exc:
         if outcome.ttft_s is None:
             raise _BeforeFirstByte(f"{replica.replica_id}: {exc}") from None

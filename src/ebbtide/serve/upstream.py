@@ -53,16 +53,22 @@ class UpstreamResponse:
         self._waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived and been handed out: the chunk just yielded was the last."""
+        return self._done and self._error is None and not self._chunks
+
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join([chunk async for chunk in self])
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
             if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                self._conn.resume_if_drained(self._buffered)
+                # Everything that arrived since the last step goes on as one write: one syscall, not one per event.
+                chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                self._conn.resume()
                 yield chunk
             elif self._error is not None:
                 raise self._error
@@ -157,7 +163,7 @@ class _Connection(asyncio.Protocol):
     def finish(self, clean: bool) -> None:
         response, self._response, self._head = self._response, None, None
         if clean and self._keep_alive and not self.closed and response is not None:
-            self._resume()
+            self.resume()
             self.reused = True
             self._client._put_back(self)
         else:
@@ -168,10 +174,6 @@ class _Connection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
 
-    def resume_if_drained(self, buffered: int) -> None:
-        if self._paused and buffered <= HIGH_WATER // 4:
-            self._resume()
-
     def expire(self, timeout_s: float) -> None:
         self._fail(UpstreamError(f"no complete answer from {self._where()} within {timeout_s:g} s", self._started()))
         self.close()
@@ -181,7 +183,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
         if self._paused and self.transport is not None and not self.transport.is_closing():
             self._paused = False
             self.transport.resume_reading()
