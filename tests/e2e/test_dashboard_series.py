@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,11 +17,14 @@ from ebbtide.core.signals import ReplicaState
 from ebbtide.dashboard.series import SeriesSampler, histogram_quantile, read_series
 from ebbtide.demo.live import replica_seconds, slo_attainment
 from ebbtide.demo.plan import DemoPlan, demo_config
+from ebbtide.demo.run import load_prompt
 from ebbtide.demo.twin import stretch_calibration
 from ebbtide.loadtest.report import Outcome
+from ebbtide.loadtest.runner import LoadOptions, run_load
 from ebbtide.report.html import render_html
 from ebbtide.report.load import ReportError, load_run
 from ebbtide.serve.metrics import GatewayMetrics
+from tests.sim.test_calibrate import recording_engine
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus() -> None:
@@ -95,6 +99,9 @@ def test_twin_stretches_wall_durations_and_demo_config_pins_the_schedule() -> No
     table = {"levels": [{"concurrency": 1, "ttft_p50_s": 0.25, "tpot_p50_s": 0.05, "requests": 4}]}
     level = stretch_calibration(table, 60)["levels"][0]
     assert (level["ttft_p50_s"], level["tpot_p50_s"], level["requests"]) == (15.0, 3.0, 4)
+    counted = {**table, "prompt_tokens": 18}  # the server's count of the text the demo calls 16 tokens
+    assert stretch_calibration(counted, 60)["prompt_tokens"] == 18
+    assert stretch_calibration(counted, 60, prompt_ref_tokens=16)["prompt_tokens"] == 16
     plan = DemoPlan(minutes=10)
     assert plan.start_hour == 8.5 and plan.duration_s == 600
     assert DemoPlan(minutes=None).start_hour == 0.0 and DemoPlan(minutes=30).duration_s == 1440
@@ -108,7 +115,21 @@ def test_twin_stretches_wall_durations_and_demo_config_pins_the_schedule() -> No
 
 
 def test_live_figures_clip_to_the_traffic_window_and_count_failures_as_misses() -> None:
-    replicas = [{"requested_at": 0.0, "stopped_at": 50.0}, {"requested_at": 20.0, "stopped_at": None}]
+    replicas: list[dict[str, Any]] = [
+        {"requested_at": 0.0, "stopped_at": 50.0}, {"requested_at": 20.0, "stopped_at": None}]
     assert replica_seconds(replicas, 10.0, 40.0) == pytest.approx(30.0 + 20.0)
     fast = [Outcome("200", t, latency_s=0.5, ttft_s=0.1) for t in (0.0, 1.0, 2.0)]
     assert slo_attainment([*fast, Outcome("503", 6.0)], 5.0, 3.0, 1.0) == 0.5
+
+
+async def test_the_demo_calibrates_with_the_prompt_its_load_client_sends() -> None:
+    plan = DemoPlan(minutes=1)
+    sent: list[str] = []
+    async with recording_engine(sent) as url:
+        opts = LoadOptions(url=url, model="m", stream=True, endpoint="completions",
+                           max_prompt_tokens=plan.prompt_tokens, max_output_tokens=plan.output_tokens)
+        # The plan's first requests, sent at once (their token counts are what matters here).
+        outcomes, _ = await run_load([replace(a, at_s=0.0) for a in plan.arrivals()[:3]], opts)
+    assert [o.code for o in outcomes] == ["200"] * 3
+    assert sent == [load_prompt(opts, plan)] * 3
+

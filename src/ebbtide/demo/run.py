@@ -27,14 +27,18 @@ import yaml
 from ebbtide.demo.live import live_summary
 from ebbtide.demo.plan import DemoPlan, demo_config
 from ebbtide.demo.twin import run_twin
+from ebbtide.loadtest.arrivals import Arrival
 from ebbtide.loadtest.report import Outcome
 from ebbtide.loadtest.runner import LoadOptions, run_load
+from ebbtide.loadtest.runner import _body as _load_body  # the one place the load's prompt text is made
 from ebbtide.serve.store import Store
 from ebbtide.sim.calibrate import CalibrationPlan, run_calibration
 
-__all__ = ["DemoError", "DemoResult", "run_demo"]
+__all__ = ["DemoError", "DemoResult", "load_prompt", "run_demo"]
 
 READY_TIMEOUT_S = 240.0
+# 8 samples per concurrency level: the twin fits each level's TTFT/TPOT spread to its p50 and p95.
+CALIBRATION_REQUESTS_PER_LEVEL = 8
 
 
 class DemoError(Exception):
@@ -91,6 +95,13 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, state_dir: Path) -> tup
     raise DemoError(f"no ready replica within {READY_TIMEOUT_S:g}s; see {state_dir / 'serve.log'}")
 
 
+def load_prompt(opts: LoadOptions, plan: DemoPlan) -> str:
+    """The prompt text the load client sends for the plan's requests (all have ``plan.prompt_tokens``):
+    calibrating with it lets the engine's prompt cache reuse it as it does for the live traffic."""
+    body = json.loads(_load_body(opts, Arrival(0.0, plan.prompt_tokens, plan.output_tokens)))
+    return str(body["prompt"])
+
+
 def _write_outcomes(path: Path, outcomes: Sequence[Outcome]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -114,9 +125,13 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
         dashboard = f"{url}/dashboard?token={token}"
         say(f"dashboard: {dashboard}")
         say(f"calibrating the engine at {replica_url} (concurrency 1-4)")
+        opts = LoadOptions(url=url, model="default", stream=True, endpoint="completions",
+                           max_prompt_tokens=plan.prompt_tokens, max_output_tokens=plan.output_tokens,
+                           request_timeout_s=60.0, drain_s=30.0, max_inflight=500)
         calibration = asyncio.run(run_calibration(CalibrationPlan(
-            replica_url, max_concurrency=4, requests_per_level=4, prompt_tokens=plan.prompt_tokens,
-            max_tokens=plan.output_tokens, model="default", timeout_s=60)))
+            replica_url, max_concurrency=4, requests_per_level=CALIBRATION_REQUESTS_PER_LEVEL,
+            prompt_tokens=plan.prompt_tokens, max_tokens=plan.output_tokens, model="default", timeout_s=60,
+            prompt=load_prompt(opts, plan))))
         (state_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         wait_s = began + plan.lead_s - time.time()
         if wait_s > 0:
@@ -127,9 +142,6 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
         wall0 = time.time()
         policy0 = feed["policy_now"] + (wall0 - feed["now"]) * plan.compress
         say(f"traffic: {plan.duration_s / 60:g} wall minutes of open-loop load through the gateway")
-        opts = LoadOptions(url=url, model="default", stream=True, endpoint="completions",
-                           max_prompt_tokens=plan.prompt_tokens, max_output_tokens=plan.output_tokens,
-                           request_timeout_s=60.0, drain_s=30.0, max_inflight=500)
         outcomes, _ = asyncio.run(run_load(arrivals, opts))
     _write_outcomes(state_dir / "outcomes.csv", outcomes)
     wall1, policy1 = wall0 + plan.duration_s, policy0 + plan.duration_s * plan.compress
@@ -148,9 +160,10 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
     say(f"twin: the same {len(arrivals)} arrivals, calibration table, {len(cold)} measured cold start(s)")
     twin = run_twin(cfg, calibration, cold, arrivals, compress=plan.compress, policy_start_epoch_s=policy0,
                     duration_s=plan.duration_s, initial_replicas=max(1, ready), work_dir=state_dir,
-                    seed=plan.seed)
+                    seed=plan.seed, prompt_ref_tokens=plan.prompt_tokens)
     result = DemoResult(asdict(plan) | {"window": plan.window(), "wall_start_s": wall0,
-                                        "policy_start_s": policy0},
+                                        "policy_start_s": policy0, "initial_replicas": max(1, ready),
+                                        "cold_starts_s": cold},
                         live, twin, str(state_dir), dashboard.split("?")[0])
     (state_dir / "demo-results.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

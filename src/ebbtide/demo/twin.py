@@ -48,25 +48,33 @@ class FixedArrivals:
         yield self.times_s[:keep], self.prompt_tokens[:keep], self.output_tokens[:keep]
 
 
-def stretch_calibration(table: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A calibration table whose times are ``factor`` × longer (wall seconds → policy seconds)."""
+def stretch_calibration(
+    table: dict[str, Any], factor: float, prompt_ref_tokens: int | None = None
+) -> dict[str, Any]:
+    """A calibration table whose times are ``factor`` × longer (wall seconds → policy seconds); with
+    ``prompt_ref_tokens``, its TTFTs refer to prompts of that many tokens as the arrivals count them."""
     levels = []
     for lv in table["levels"]:
         levels.append({k: (v * factor if k.endswith("_s") and isinstance(v, int | float) else v)
                        for k, v in lv.items()})
-    return {**table, "levels": levels}
+    ref = {} if prompt_ref_tokens is None else {"prompt_tokens": prompt_ref_tokens}
+    return {**table, **ref, "levels": levels}
 
 
 def run_twin(
     cfg: Config, calibration: dict[str, Any], cold_starts_s: Sequence[float], arrivals: Sequence[Arrival],
     *, compress: float, policy_start_epoch_s: float, duration_s: float, initial_replicas: int, work_dir: Path,
-    seed: int = 0,
+    seed: int = 0, prompt_ref_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Runs the twin; returns the sim summary with times in wall seconds (``*_s`` latency fields,
-    ``replica_seconds``)."""
+    ``replica_seconds``).
+
+    ``prompt_ref_tokens``: the arrivals' prompt length (in their own count) of the text the calibration sent.
+    The table records the server's count of it (with BOS etc.: 18 for the demo's 16), and the twin scales
+    TTFT by arrival tokens / reference, so mixing the two counts would make every TTFT ~8% short."""
     c = compress
     table = work_dir / "calibration-policy-time.json"
-    table.write_text(json.dumps(stretch_calibration(calibration, c)))
+    table.write_text(json.dumps(stretch_calibration(calibration, c, prompt_ref_tokens)))
     pool = cfg.pools[0]
     samples = [max(0.01, s * c) for s in cold_starts_s] or [5.0 * c]
     sim_pool = pool.model_copy(update={
