@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from ebbtide.config import default_config
 from ebbtide.core.signals import ReplicaState
 from ebbtide.dashboard.series import SeriesSampler, histogram_quantile, read_series
 from ebbtide.demo.live import replica_seconds, slo_attainment
 from ebbtide.demo.plan import DemoPlan, demo_config
+from ebbtide.demo.replay import replay_twin
 from ebbtide.demo.run import load_prompt
 from ebbtide.demo.twin import stretch_calibration
 from ebbtide.loadtest.report import Outcome
@@ -133,3 +135,24 @@ async def test_the_demo_calibrates_with_the_prompt_its_load_client_sends() -> No
     assert [o.code for o in outcomes] == ["200"] * 3
     assert sent == [load_prompt(opts, plan)] * 3
 
+
+def test_a_saved_demo_replays_through_the_twin_deterministically(tmp_path: Path) -> None:
+    plan = DemoPlan(minutes=1)
+    cfg = demo_config(plan, traffic_policy_epoch_s=0.0)
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
+    levels = [{"concurrency": c, "requests": 8, "ttft_p50_s": 0.1 * c, "ttft_p95_s": 0.15 * c,
+               "tpot_p50_s": 0.05 * c, "tpot_p95_s": 0.06 * c} for c in (1, 2, 3, 4)]
+    table = {"prompt_tokens": 18, "slots": 4, "levels": levels}
+    (tmp_path / "calibration.json").write_text(json.dumps(table))
+    live = {"latency_p95_s": 1.0}
+    saved_plan = {**asdict(plan), "policy_start_s": 0.0, "initial_replicas": 1, "cold_starts_s": [3.0]}
+    (tmp_path / "demo-results.json").write_text(json.dumps({"plan": saved_plan, "live": live}))
+    live_back, first = replay_twin(tmp_path)
+    _, again = replay_twin(tmp_path)
+    assert live_back == live and first["requests"] == len(plan.arrivals()) > 0
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)  # (the timeline has NaNs)
+    # The table's TTFTs refer to the plan's 16-token prompts (not the server's count of 18) unless told.
+    _, server_count = replay_twin(tmp_path, prompt_ref_tokens=None)
+    assert server_count["ttft_p50_s"] < first["ttft_p50_s"]
+    slower = {**table, "levels": [{**lv, "tpot_p50_s": 2 * lv["tpot_p50_s"]} for lv in levels]}
+    assert replay_twin(tmp_path, calibration=slower)[1]["latency_p50_s"] > first["latency_p50_s"]
