@@ -11,7 +11,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -44,10 +44,10 @@ def _twin_inputs(state_dir: Path, plan: dict[str, Any]) -> tuple[int, list[float
 
 def replay_twin(
     state_dir: Path, *, seed: int | None = None, calibration: dict[str, Any] | None = None,
-    prompt_ref_tokens: int | None = -1,
+    prompt_ref_tokens: int | Literal["plan"] | None = "plan",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(live figures as saved, a fresh twin summary). ``calibration`` replaces the run's table;
-    ``prompt_ref_tokens`` -1 means the plan's prompt length (what ``run_demo`` passes), None the table's."""
+    ``prompt_ref_tokens``: "plan" = the plan's prompt length (what ``run_demo`` passes), None = the table's."""
     saved = json.loads((state_dir / "demo-results.json").read_text())
     p = saved["plan"]
     plan = DemoPlan(**{k: p[k] for k in _PLAN_FIELDS})
@@ -58,7 +58,7 @@ def replay_twin(
         twin = run_twin(cfg, table, cold, plan.arrivals(), compress=plan.compress,
                         policy_start_epoch_s=float(p["policy_start_s"]), duration_s=plan.duration_s,
                         initial_replicas=initial, work_dir=Path(tmp), seed=plan.seed if seed is None else seed,
-                        prompt_ref_tokens=plan.prompt_tokens if prompt_ref_tokens == -1 else prompt_ref_tokens)
+                        prompt_ref_tokens=plan.prompt_tokens if prompt_ref_tokens == "plan" else prompt_ref_tokens)
     return saved["live"], twin
 
 
