@@ -42,7 +42,8 @@ class DemoPlan:
     prompt_tokens: int = 16
     output_tokens: int = 6
     target_per_replica_per_min: float = 1.5
-    lead_s: float = 40.0  # serve start → traffic start: replica ready + calibration
+    # serve start → traffic start: replica ready (~3 s) + calibration (36 requests: ~15 s quiet, ~30 s at load 3)
+    lead_s: float = 50.0
 
     @property
     def duration_s(self) -> float:
