@@ -198,3 +198,50 @@ def test_lead_time_follows_the_drivers_measured_cold_start_unless_set() -> None:
     assert implicit.lead_s(measured) == 123.0
     assert implicit.lead_s(unknown) == 480.0
     assert explicit.lead_s(measured) == 300.0
+
+
+def test_a_slot_is_the_median_of_its_neighbours_so_one_odd_bucket_is_noise() -> None:
+    """A week at 5 req/s except one 15-minute bucket at 30 (Wednesday 12:00) and a 45-minute plateau at 30
+    (Wednesday 15:00-15:45). With ``smooth_buckets: 1`` the lone bucket is an outlier (median of 5, 30, 5 = 5)
+    and is not provisioned for; the plateau keeps its level and its edges. ``smooth_buckets: 0`` trusts each
+    bucket alone."""
+
+    def rate(t: float) -> float:
+        local = datetime.fromtimestamp(t, UTC)
+        minute = local.hour * 60 + local.minute
+        return 30.0 if 720 <= minute < 735 or 900 <= minute < 945 else 5.0
+
+    smooth = Timeline(policy(), at("2028-03-01 00:00"))
+    alone = Timeline(policy(smooth_buckets=0), at("2028-03-01 00:00"))
+    for tl in (smooth, alone):
+        tl.run_until(at("2028-03-08 11:00"), rate)
+    assert smooth.desired_at(at("2028-03-08 11:55"), rate) == 1
+    assert alone.desired_at(at("2028-03-08 11:55"), rate) == 3
+    assert smooth.desired_at(at("2028-03-08 14:51"), rate) == 1
+    assert smooth.desired_at(at("2028-03-08 14:52"), rate) == 3  # the plateau's edge, one lead time ahead
+    assert smooth.desired_at(at("2028-03-08 15:44"), rate) == 3
+    assert smooth.desired_at(at("2028-03-08 15:45"), rate) == 1
+
+
+def test_a_running_replica_needed_again_within_a_cold_start_is_kept_not_restarted() -> None:
+    """30 req/s except a 15-minute dip to 5 at 13:00 (``smooth_buckets: 0`` so the dip is learned as is).
+    At 13:00 the window [13:00, 13:08] needs 1, but 13:15 (within lead + keep = 16 min) needs 3 again: with 3
+    running the policy keeps 3; it starts nothing for that later demand (1 running: asks 1); ``keep_s: 0``
+    lets the replicas go."""
+
+    def rate(t: float) -> float:
+        local = datetime.fromtimestamp(t, UTC)
+        return 5.0 if local.hour == 13 and local.minute < 15 else 30.0
+
+    def ask(pol: PredictivePolicy, capacity: int) -> int | None:
+        tl = Timeline(pol, at("2028-03-01 00:00"))
+        tl.run_until(at("2028-03-08 13:00"), rate)
+        now = at("2028-03-08 13:00")
+        seen = PoolSignals("p", now, capacity, (), 0, tl.arrivals)
+        rec, _ = pol.decide(seen, tl.state, now)
+        return rec.desired
+
+    assert ask(policy(smooth_buckets=0), capacity=3) == 3
+    assert ask(policy(smooth_buckets=0), capacity=1) == 1
+    assert ask(policy(smooth_buckets=0, keep_s=0), capacity=3) == 1
+    assert ask(policy(smooth_buckets=0, keep_s=300), capacity=3) == 1  # 13:15 is 13 min > 8 + 5 away

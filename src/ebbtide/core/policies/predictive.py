@@ -3,17 +3,22 @@
 The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to
 ``tz``); a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the
 bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that
-demand across weeks (``week_weight`` for the newest week). Each tick it forecasts the highest demand of the
-buckets overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start: a replica asked for now is
-ready when that demand arrives), adds headroom = the ``error_quantile`` of recent relative forecast errors and
-asks for ceil(demand × (1 + headroom) / ``capacity_per_replica_rps``). While any of those buckets has never
-been seen (less than a week of history) it falls back to a reactive estimate from the recent rate
-(``fallback: reactive``) or has no opinion.
+demand across weeks (``week_weight`` for the newest week). A slot's forecast is the median of its demand and
+its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy sample of random burst timing, and a
+median drops an isolated high or low bucket while keeping ramps and steps where they are. Each tick it
+forecasts the highest of those levels over the buckets overlapping ``[now, now + lead_time_s]`` (lead time =
+the p90 cold start: a replica asked for now is ready when that demand arrives), adds headroom = the
+``error_quantile`` of recent relative forecast errors and asks for ceil(demand × (1 + headroom) /
+``capacity_per_replica_rps``). A running replica the forecast needs again within lead time + ``keep_s`` is
+kept rather than stopped and restarted (the oracle's rule). While any of the buckets has never been seen
+(less than a week of history) it falls back to a reactive estimate from the recent rate (``fallback:
+reactive``) or has no opinion.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -48,9 +53,23 @@ class PredictiveSpec(PolicySpec):
     )
     tz: TimeZone = Field("UTC", description="IANA time zone of the weekday and time of day.")
     week_weight: float = Field(0.5, gt=0, le=1, description="Weight of the newest week in a mean.")
-    error_quantile: float = Field(0.9, gt=0, le=1, description="Quantile of recent errors → headroom.")
+    error_quantile: float = Field(0.5, gt=0, le=1, description="Quantile of recent errors → headroom.")
     error_buckets: int = Field(96, ge=1, description="How many recent buckets' errors set the headroom.")
     max_headroom: float = Field(1.0, ge=0, description="Cap on the headroom, as a fraction of the forecast.")
+    smooth_buckets: int = Field(
+        1,
+        ge=0,
+        le=4,
+        description="A slot's forecast = the median of its learned demand and this many neighbours either side "
+        "(0: the slot alone).",
+    )
+    keep_s: float | None = Field(
+        None,
+        ge=0,
+        le=DAY_S,
+        description="Keep a running replica the forecast needs again within lead time + this (default: the "
+        "lead time: a restart costs a cold start); replicas are started only for [now, now + lead time].",
+    )
     fallback: Literal["reactive", "none"] = Field(
         "reactive", description="With no history for the forecast window: last bucket's rate, or no opinion."
     )
@@ -106,7 +125,8 @@ class PredictivePolicy:
         self, signals: PoolSignals, state: PredictiveState, now_s: float
     ) -> tuple[Recommendation, PredictiveState]:
         state = self.observe(signals.arrivals_total, state, now_s)
-        return self._recommend(state, signals.arrivals_total, now_s, self.lead_s(signals)), state
+        lead_s = self.lead_s(signals)
+        return self._recommend(state, signals, now_s, lead_s), state
 
     def lead_s(self, signals: PoolSignals) -> float:
         """The configured lead time if set explicitly, else the driver's measured p90 cold start, else the default."""
@@ -174,10 +194,10 @@ class PredictivePolicy:
     ) -> None:
         spec = self.spec
         if seen[slot]:
-            forecast = profile[slot]
+            forecast = self._level(profile, seen, slot)  # the error of what was forecast, smoothing included
             # Relative to at least one replica's capacity: a miss of 0.5 req/s overnight is not 50% headroom.
             errors.append(abs(rate - forecast) / max(forecast, spec.capacity_per_replica_rps))
-            profile[slot] = (1 - spec.week_weight) * forecast + spec.week_weight * rate
+            profile[slot] = (1 - spec.week_weight) * profile[slot] + spec.week_weight * rate
         else:
             profile[slot] = rate
         seen[slot] = min(seen[slot] + 1, SEEN_CAP)
@@ -197,6 +217,19 @@ class PredictivePolicy:
             if t > end:
                 return slots
 
+    def level(self, state: PredictiveState, slot: int) -> float:
+        return self._level(state.profile, state.seen, slot)
+
+    def _level(self, profile: Sequence[float], seen: Sequence[int], slot: int) -> float:
+        """The slot's demand, median-filtered over ``smooth_buckets`` seen neighbours either side."""
+        k = self.spec.smooth_buckets
+        near = [(slot + d) % self._slots for d in range(-k, k + 1)]
+        values = sorted(profile[s] for s in near if seen[s])
+        if not values:
+            return profile[slot]
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
     def headroom(self, state: PredictiveState) -> float:
         if not state.errors:
             return 0.0
@@ -204,18 +237,37 @@ class PredictivePolicy:
         rank = max(1, math.ceil(self.spec.error_quantile * len(ordered) - 1e-9))
         return min(ordered[rank - 1], self.spec.max_headroom)
 
-    def _recommend(self, state: PredictiveState, arrivals_total: int, now_s: float, lead_s: float) -> Recommendation:
-        spec, cap = self.spec, self.spec.capacity_per_replica_rps
+    def replicas_for(self, rate_rps: float, headroom: float) -> int:
+        return math.ceil(rate_rps * (1 + headroom) / self.spec.capacity_per_replica_rps - 1e-9)
+
+    def kept(self, state: PredictiveState, need: int, capacity: int, now_s: float, lead_s: float) -> int:
+        """Running replicas above ``need`` that the forecast wants again within lead time + ``keep_s`` stay:
+        stopping one and starting it again costs a cold start of billing and leaves the pool short while the
+        replacement starts (the oracle's rule). Nothing is started for that later demand."""
+        if capacity <= need:
+            return need
+        keep_s = lead_s if self.spec.keep_s is None else self.spec.keep_s
+        ahead = [s for s in self.window_slots(now_s, lead_s + keep_s) if state.seen[s]]
+        later = max((self.level(state, s) for s in ahead), default=0.0)
+        return max(need, min(capacity, self.replicas_for(later, self.headroom(state))))
+
+    def _recommend(
+        self, state: PredictiveState, signals: PoolSignals, now_s: float, lead_s: float
+    ) -> Recommendation:
+        spec, cap, arrivals_total = self.spec, self.spec.capacity_per_replica_rps, signals.arrivals_total
         window = self.window_slots(now_s, lead_s)
         if all(state.seen[s] for s in window):
-            rate = max(state.profile[s] for s in window)
+            rate = max(self.level(state, s) for s in window)
             room = self.headroom(state)
-            need = math.ceil(rate * (1 + room) / cap - 1e-9)
+            need = self.replicas_for(rate, room)
             reason = (
                 f"forecast {rate:.1f} req/s within {lead_s:.0f} s (+{room:.0%} headroom) "
                 f"/ {cap:g} per replica"
             )
-            return Recommendation(self.name, need, reason)
+            keep = self.kept(state, need, signals.capacity, now_s, lead_s)
+            if keep > need:
+                reason += f"; keeps {keep}: needed again within {lead_s + (spec.keep_s or lead_s):.0f} s"
+            return Recommendation(self.name, keep, reason)
         rates = [] if state.last_rate_rps is None else [state.last_rate_rps]
         if state.window_start_s > state.counted_from_s:  # a window of this bucket has closed
             rates.append(state.peak_rps)
