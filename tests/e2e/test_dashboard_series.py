@@ -156,3 +156,28 @@ def test_a_saved_demo_replays_through_the_twin_deterministically(tmp_path: Path)
     assert server_count["ttft_p50_s"] < first["ttft_p50_s"]
     slower = {**table, "levels": [{**lv, "tpot_p50_s": 2 * lv["tpot_p50_s"]} for lv in levels]}
     assert replay_twin(tmp_path, calibration=slower)[1]["latency_p50_s"] > first["latency_p50_s"]
+
+
+def test_the_twin_sets_aside_the_cores_the_gateway_and_load_client_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ebbtide.demo.twin.os.cpu_count", lambda: 2)
+    plan = DemoPlan(minutes=1)
+    cfg = demo_config(plan, traffic_policy_epoch_s=0.0)
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
+    levels = [{"concurrency": c, "requests": 8, "ttft_p50_s": 0.1 * c, "ttft_p95_s": 0.1 * c,
+               "tpot_p50_s": 0.05 * c, "tpot_p95_s": 0.05 * c} for c in (1, 2, 3, 4)]
+    (tmp_path / "calibration.json").write_text(json.dumps({"prompt_tokens": 18, "slots": 4, "levels": levels}))
+
+    def replay(side_cores: float | None) -> dict[str, Any]:
+        saved_plan = {**asdict(plan), "policy_start_s": 0.0, "initial_replicas": 2, "cold_starts_s": [3.0]}
+        if side_cores is not None:
+            saved_plan["side_cores"] = side_cores
+        (tmp_path / "demo-results.json").write_text(json.dumps({"plan": saved_plan, "live": {}}))
+        return replay_twin(tmp_path)[1]
+
+    unmeasured, idle_side, busy_side = replay(None), replay(0.0), replay(0.8)
+    assert unmeasured["latency_p95_s"] == idle_side["latency_p95_s"]  # runs saved before the measurement
+    # Two one-thread replicas on 2 cores, 0.8 of them busy with the gateway and the client: 2 / 1.2 slower
+    # while both serve (the tail; most requests find one replica idle).
+    assert busy_side["latency_p95_s"] > 1.3 * idle_side["latency_p95_s"]

@@ -17,7 +17,7 @@ import yaml
 
 from ebbtide.config import Config
 from ebbtide.demo.plan import DemoPlan
-from ebbtide.demo.twin import run_twin
+from ebbtide.demo.twin import HOST_RESERVED_CORES, run_twin
 from ebbtide.serve.store import Store
 
 __all__ = ["replay_twin"]
@@ -58,7 +58,8 @@ def replay_twin(
         twin = run_twin(cfg, table, cold, plan.arrivals(), compress=plan.compress,
                         policy_start_epoch_s=float(p["policy_start_s"]), duration_s=plan.duration_s,
                         initial_replicas=initial, work_dir=Path(tmp), seed=plan.seed if seed is None else seed,
-                        prompt_ref_tokens=plan.prompt_tokens if prompt_ref_tokens == "plan" else prompt_ref_tokens)
+                        prompt_ref_tokens=plan.prompt_tokens if prompt_ref_tokens == "plan" else prompt_ref_tokens,
+                        reserved_cores=float(p.get("side_cores", HOST_RESERVED_CORES)))
     return saved["live"], twin
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from ebbtide.demo.live import live_summary
@@ -102,6 +103,16 @@ def load_prompt(opts: LoadOptions, plan: DemoPlan) -> str:
     return str(body["prompt"])
 
 
+def _gateway_and_client_cpu_s(serve_pid: int) -> float:
+    """CPU seconds of the gateway process and of this one (the load client), replicas excluded: what the live
+    replicas had to share the machine with."""
+    total = 0.0
+    for pid in (serve_pid, os.getpid()):
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def _write_outcomes(path: Path, outcomes: Sequence[Outcome]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -142,7 +153,9 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
         wall0 = time.time()
         policy0 = feed["policy_now"] + (wall0 - feed["now"]) * plan.compress
         say(f"traffic: {plan.duration_s / 60:g} wall minutes of open-loop load through the gateway")
+        cpu0, clock0 = _gateway_and_client_cpu_s(proc.pid), time.monotonic()
         outcomes, _ = asyncio.run(run_load(arrivals, opts))
+        side_cores = (_gateway_and_client_cpu_s(proc.pid) - cpu0) / (time.monotonic() - clock0)
     _write_outcomes(state_dir / "outcomes.csv", outcomes)
     wall1, policy1 = wall0 + plan.duration_s, policy0 + plan.duration_s * plan.compress
     store = Store(state_dir / "ebbtide.db")
@@ -157,13 +170,14 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
     live = live_summary(outcomes, replicas, decisions, events, wall_start_s=wall0, wall_end_s=wall1,
                         policy_start_s=policy0, policy_end_s=policy1, slo=slo)
     cold = [r["ready_at"] - r["requested_at"] for r in replicas if r["ready_at"] is not None]
-    say(f"twin: the same {len(arrivals)} arrivals, calibration table, {len(cold)} measured cold start(s)")
+    say(f"twin: the same {len(arrivals)} arrivals, calibration table, {len(cold)} measured cold start(s), "
+        f"{side_cores:.2f} cores used by the gateway and the load client")
     twin = run_twin(cfg, calibration, cold, arrivals, compress=plan.compress, policy_start_epoch_s=policy0,
                     duration_s=plan.duration_s, initial_replicas=max(1, ready), work_dir=state_dir,
-                    seed=plan.seed, prompt_ref_tokens=plan.prompt_tokens)
+                    seed=plan.seed, prompt_ref_tokens=plan.prompt_tokens, reserved_cores=side_cores)
     result = DemoResult(asdict(plan) | {"window": plan.window(), "wall_start_s": wall0,
                                         "policy_start_s": policy0, "initial_replicas": max(1, ready),
-                                        "cold_starts_s": cold},
+                                        "cold_starts_s": cold, "side_cores": side_cores},
                         live, twin, str(state_dir), dashboard.split("?")[0])
     (state_dir / "demo-results.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -29,7 +29,7 @@ from ebbtide.sim.spec import SimSpec
 
 __all__ = ["HOST_RESERVED_CORES", "FixedArrivals", "run_twin", "stretch_calibration"]
 
-HOST_RESERVED_CORES = 0.0
+HOST_RESERVED_CORES = 0.0  # runs saved before the demo measured the gateway's and load client's cores
 
 
 @dataclass
@@ -64,18 +64,22 @@ def stretch_calibration(
 def run_twin(
     cfg: Config, calibration: dict[str, Any], cold_starts_s: Sequence[float], arrivals: Sequence[Arrival],
     *, compress: float, policy_start_epoch_s: float, duration_s: float, initial_replicas: int, work_dir: Path,
-    seed: int = 0, prompt_ref_tokens: int | None = None,
+    seed: int = 0, prompt_ref_tokens: int | None = None, reserved_cores: float = HOST_RESERVED_CORES,
 ) -> dict[str, Any]:
     """Runs the twin; returns the sim summary with times in wall seconds (``*_s`` latency fields,
     ``replica_seconds``).
 
     ``prompt_ref_tokens``: the arrivals' prompt length (in their own count) of the text the calibration sent.
     The table records the server's count of it (with BOS etc.: 18 for the demo's 16), and the twin scales
-    TTFT by arrival tokens / reference, so mixing the two counts would make every TTFT ~8% short."""
+    TTFT by arrival tokens / reference, so mixing the two counts would make every TTFT ~8% short.
+
+    ``reserved_cores``: the cores the gateway and the load client used during the live traffic (the demo
+    measures their CPU time); the twin's replicas share what is left of this machine's cores."""
     c = compress
     table = work_dir / "calibration-policy-time.json"
     table.write_text(json.dumps(stretch_calibration(calibration, c, prompt_ref_tokens)))
     pool = cfg.pools[0]
+    cores = float(os.cpu_count() or 1)
     samples = [max(0.01, s * c) for s in cold_starts_s] or [5.0 * c]
     sim_pool = pool.model_copy(update={
         "replica": pool.replica.model_copy(update={
@@ -86,9 +90,7 @@ def run_twin(
             "service": {"kind": "table", "path": str(table), "percentile": "p50"},
             "cold_start": {"kind": "empirical", "samples_s": samples},
             "initial_replicas": initial_replicas,
-            # The live replicas share this machine's cores. Nothing is set aside for the gateway and the load
-            # client: 0.5 cores overshot a quiet run's P95 by +64% (docs/dashboard.md, sim-to-real).
-            "host": {"cores": float(os.cpu_count() or 1), "reserved_cores": HOST_RESERVED_CORES},
+            "host": {"cores": cores, "reserved_cores": min(reserved_cores, cores / 2)},
         }),
     })
     sim_cfg = cfg.model_copy(update={
