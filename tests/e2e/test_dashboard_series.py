@@ -16,7 +16,8 @@ import yaml
 from ebbtide.config import default_config
 from ebbtide.core.signals import ReplicaState
 from ebbtide.dashboard.series import SeriesSampler, histogram_quantile, read_series
-from ebbtide.demo.live import replica_seconds, slo_attainment
+from ebbtide.demo.cli import comparison_rows
+from ebbtide.demo.live import engine_speed_alone, live_summary, replica_seconds, slo_attainment
 from ebbtide.demo.plan import DemoPlan, demo_config
 from ebbtide.demo.replay import replay_twin
 from ebbtide.demo.run import load_prompt
@@ -181,3 +182,22 @@ def test_the_twin_sets_aside_the_cores_the_gateway_and_load_client_used(
     # Two one-thread replicas on 2 cores, 0.8 of them busy with the gateway and the client: 2 / 1.2 slower
     # while both serve (the tail; most requests find one replica idle).
     assert busy_side["latency_p95_s"] > 1.3 * idle_side["latency_p95_s"]
+
+
+def test_engine_speed_counts_only_requests_that_overlapped_no_other() -> None:
+    def done(start: float, latency: float, ms: float | None) -> Outcome:
+        return Outcome("200", start, latency_s=latency, ttft_s=0.1, engine_ms_per_token=ms)
+
+    # 0-1 alone (30), 2-3 overlaps 2.5-3.5 (both out), 5-6 alone (34), 7-8 alone but no engine figure.
+    outcomes = [done(0.0, 1.0, 30.0), done(2.0, 1.0, 90.0), done(2.5, 1.0, 95.0), done(5.0, 1.0, 34.0),
+                done(7.0, 1.0, None)]
+    assert engine_speed_alone(outcomes) == 30.0  # nearest-rank median of [30, 34]
+    assert engine_speed_alone([done(0.0, 1.0, None)]) is None
+    live = live_summary(outcomes, [], [], [], wall_start_s=0, wall_end_s=10, policy_start_s=0, policy_end_s=600,
+                        slo={"window_s": 5.0, "latency_p95_s": 3.0, "ttft_p95_s": 1.0})
+    base = {"requests": 5, "completed": 5, "latency_p50_s": 1.0, "latency_p95_s": 1.0, "ttft_p50_s": 0.1,
+            "ttft_p95_s": 0.1, "slo_attainment": 1.0, "replica_seconds": 10.0, "cold_starts": 0, "decisions": 0,
+            "scale_outs": 0, "scale_ins": 0}
+    rows = comparison_rows({**base, **live}, {**base, "engine_ms_per_token_calibrated": 25.0})
+    assert rows[-1] == ("engine ms/token alone (twin: calibrated)", "30.0", "25.0", "-16.7%")
+    assert not any(r[0].startswith("engine") for r in comparison_rows(base, base))  # engines without timings

@@ -41,7 +41,8 @@ async def recording_engine(prompts: list[str]) -> AsyncIterator[str]:
         for text in ("a", "b"):
             await resp.write(b"data: " + json.dumps({"choices": [{"text": text}]}).encode() + b"\n\n")
         usage = {"prompt_tokens": 9, "completion_tokens": 2}
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
+        last = {"choices": [], "usage": usage, "timings": {"predicted_per_token_ms": 12.5}}  # as llama.cpp does
+        await resp.write(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
@@ -64,6 +65,7 @@ async def test_distinct_prompts_never_repeat_so_no_level_hits_a_slots_cached_pro
     assert len(prompts) == 3 + 2 + 2 + 3 and len(set(prompts)) == len(prompts)
     assert [lv["requests"] for lv in table["levels"]] == [2, 2, 3]
     assert table["prompt_reuse"] == "distinct" and table["warmup_requests"] == 3
+    assert [lv["engine_ms_per_token_p50"] for lv in table["levels"]] == [12.5] * 3
     assert all(p.split(" ", 1)[1] == "the tide rises and falls" for p in prompts)
 
 

@@ -22,6 +22,7 @@ from ebbtide.loadtest import (
     trace_arrivals,
 )
 from ebbtide.loadtest import cli as loadtest_cli
+from ebbtide.loadtest.runner import engine_ms_per_token
 from ebbtide.sim.traffic import BusinessHours
 from ebbtide.testing.stub_engine import StubConfig, spawn_stub, stub_server
 
@@ -149,3 +150,10 @@ def test_cli_needs_exactly_one_source() -> None:
     argv = ["loadtest", "--url", "u", "--profile", "constant", "--duration", "7200"]
     out = CliRunner().invoke(_app(), argv)
     assert out.exit_code == 2 and "--duration" in out.output
+
+
+def test_engine_timings_are_read_from_the_streams_last_event() -> None:
+    last = json.dumps({"choices": [], "timings": {"prompt_ms": 70.1, "predicted_per_token_ms": 40.5}}).encode()
+    assert engine_ms_per_token(b'xt"}]}\n\ndata: ' + last + b"\n\ndata: [DONE]\n\n") == 40.5
+    assert engine_ms_per_token(b'data: {"choices": []}\n\ndata: [DONE]\n\n') is None  # engines without timings
+    assert engine_ms_per_token(b'data: {"timings": {"predicted_per_token_ms"\n\n') is None  # cut: no guess

@@ -46,7 +46,19 @@ def comparison_rows(live: dict[str, Any], twin: dict[str, Any]) -> list[tuple[st
         ("cold starts", str(live["cold_starts"]), str(twin["cold_starts"]), ""),
         ("scaling decisions (out / in)", f"{live['decisions']} ({live['scale_outs']} / {live['scale_ins']})",
          f"{twin['decisions']} ({twin['scale_outs']} / {twin['scale_ins']})", ""),
+        *_engine_speed(live, twin),
     ]
+
+
+def _engine_speed(live: dict[str, Any], twin: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The engine's own decode ms/token on lone requests during the traffic vs at calibration (what the twin
+    was given): the twin assumes the machine kept its calibrated speed, this row shows whether it did."""
+    during, calibrated = live.get("engine_ms_per_token_alone_p50"), twin.get("engine_ms_per_token_calibrated")
+    if during is None or calibrated is None:
+        return []
+    return [("engine ms/token alone (twin: calibrated)", f"{during:.1f}", f"{calibrated:.1f}",
+             _rel(during, calibrated))]
+
 
 
 def demo(
@@ -80,6 +92,7 @@ def demo(
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in comparison_rows(result.live, result.twin):
         table.add_row(*row)
+
     console.print(table)
     console.print(f"results: {where / 'demo-results.json'}")
     console.print(f"charts: ebbtide report --from {where} --out demo.html")

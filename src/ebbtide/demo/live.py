@@ -9,7 +9,7 @@ from typing import Any
 
 from ebbtide.loadtest.report import Outcome, percentiles
 
-__all__ = ["live_summary", "replica_seconds", "slo_attainment"]
+__all__ = ["engine_speed_alone", "live_summary", "replica_seconds", "slo_attainment"]
 
 
 def replica_seconds(replicas: Sequence[dict[str, Any]], start_s: float, end_s: float) -> float:
@@ -67,4 +67,20 @@ def live_summary(
         "decisions": len(changes),
         "scale_outs": sum(1 for d in changes if d["direction"] == "out"),
         "scale_ins": sum(1 for d in changes if d["direction"] == "in"),
+        "engine_ms_per_token_alone_p50": engine_speed_alone(ok),
     }
+
+
+def engine_speed_alone(outcomes: Sequence[Outcome]) -> float | None:
+    """Median engine-reported decode ms per token of the requests that overlapped no other one: the engine's
+    speed during the traffic in the state the calibration's concurrency-1 level measures it."""
+    spans = sorted((o.scheduled_s + o.lateness_s, o.scheduled_s + o.lateness_s + o.latency_s, o.engine_ms_per_token)
+                   for o in outcomes if o.latency_s is not None)
+    alone: list[float] = []
+    busy_until = -math.inf
+    for i, (start, end, ms) in enumerate(spans):
+        next_start = spans[i + 1][0] if i + 1 < len(spans) else math.inf
+        if ms is not None and busy_until <= start and end <= next_start:
+            alone.append(ms)
+        busy_until = max(busy_until, end)
+    return percentiles(alone)["p50"] if alone else None

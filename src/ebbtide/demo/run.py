@@ -116,10 +116,11 @@ def _gateway_and_client_cpu_s(serve_pid: int) -> float:
 def _write_outcomes(path: Path, outcomes: Sequence[Outcome]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["scheduled_s", "code", "latency_s", "ttft_s", "lateness_s"])
+        w.writerow(["scheduled_s", "code", "latency_s", "ttft_s", "lateness_s", "engine_ms_per_token"])
         for o in outcomes:
             w.writerow([f"{o.scheduled_s:.4f}", o.code, "" if o.latency_s is None else f"{o.latency_s:.4f}",
-                        "" if o.ttft_s is None else f"{o.ttft_s:.4f}", f"{o.lateness_s:.4f}"])
+                        "" if o.ttft_s is None else f"{o.ttft_s:.4f}", f"{o.lateness_s:.4f}",
+                        "" if o.engine_ms_per_token is None else f"{o.engine_ms_per_token:.3f}"])
 
 
 def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], None]) -> DemoResult:
@@ -175,6 +176,7 @@ def run_demo(plan: DemoPlan, port: int, state_dir: Path, say: Callable[[str], No
     twin = run_twin(cfg, calibration, cold, arrivals, compress=plan.compress, policy_start_epoch_s=policy0,
                     duration_s=plan.duration_s, initial_replicas=max(1, ready), work_dir=state_dir,
                     seed=plan.seed, prompt_ref_tokens=plan.prompt_tokens, reserved_cores=side_cores)
+    twin["engine_ms_per_token_calibrated"] = calibration["levels"][0].get("engine_ms_per_token_p50")
     result = DemoResult(asdict(plan) | {"window": plan.window(), "wall_start_s": wall0,
                                         "policy_start_s": policy0, "initial_replicas": max(1, ready),
                                         "cold_starts_s": cold, "side_cores": side_cores},

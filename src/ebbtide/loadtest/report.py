@@ -23,6 +23,7 @@ class Outcome:
     latency_s: float | None = None
     ttft_s: float | None = None
     output_chunks: int = 0
+    engine_ms_per_token: float | None = None  # the engine's own decode time per token (llama.cpp ``timings``)
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:

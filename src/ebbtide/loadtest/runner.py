@@ -20,7 +20,9 @@ import aiohttp
 from ebbtide.loadtest.arrivals import Arrival
 from ebbtide.loadtest.report import Outcome
 
-__all__ = ["LoadOptions", "RequestResult", "endpoint_url", "run_load"]
+__all__ = ["LoadOptions", "RequestResult", "endpoint_url", "engine_ms_per_token", "run_load"]
+
+TAIL_BYTES = 4096  # a stream's last events: [DONE] and the engine's timings
 
 RequestResult = Outcome
 
@@ -61,6 +63,19 @@ def _body(opts: LoadOptions, arrival: Arrival) -> bytes:
     return json.dumps(payload).encode()
 
 
+def engine_ms_per_token(tail: bytes) -> float | None:
+    """The engine's own decode time per output token, from the ``timings`` llama.cpp puts in a stream's last
+    event (None for engines that do not report it)."""
+    for line in tail.split(b"\n"):
+        if line.startswith(b"data: ") and b'"timings"' in line:
+            try:
+                value = (json.loads(line[6:]).get("timings") or {}).get("predicted_per_token_ms")
+            except (ValueError, AttributeError):
+                return None
+            return float(value) if isinstance(value, int | float) and value > 0 else None
+    return None
+
+
 async def _one(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], stream: bool,
     arrival: Arrival, lateness_s: float, clock: Callable[[], float],
@@ -77,10 +92,10 @@ async def _one(
                 if ttft is None:
                     ttft = clock() - sent
                 chunks += data.count(b"data: ")
-                tail = (tail + data)[-64:]
+                tail = (tail + data)[-TAIL_BYTES:]
             # The gateway reports a replica lost mid-stream as an SSE error event on a 200: count it apart.
             code = "200" if b"[DONE]" in tail else "incomplete_stream"
-            return Outcome(code, arrival.at_s, lateness_s, clock() - sent, ttft, chunks)
+            return Outcome(code, arrival.at_s, lateness_s, clock() - sent, ttft, chunks, engine_ms_per_token(tail))
     except TimeoutError:
         return Outcome("timeout", arrival.at_s, lateness_s)
     except aiohttp.ClientError as exc:

@@ -75,6 +75,7 @@ class Sample:
     latency_s: float
     output_tokens: int
     prompt_tokens: int | None
+    engine_ms_per_token: float | None = None  # the engine's own figure (llama.cpp ``timings``), if reported
 
     @property
     def tpot_s(self) -> float | None:
@@ -106,7 +107,12 @@ def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> d
         "output_tok_per_s": round(out / wall_s, 2) if wall_s > 0 else None,
         "mean_output_tokens": round(out / len(samples), 2),
         "prompt_tokens_reported": _median_int([s.prompt_tokens for s in samples if s.prompt_tokens]),
+        "engine_ms_per_token_p50": _median([s.engine_ms_per_token for s in samples if s.engine_ms_per_token]),
     }
+
+
+def _median(values: list[float]) -> float | None:
+    return round(_quantile(values, 0.5), 3) if values else None
 
 
 def _median_int(values: list[int]) -> int | None:
@@ -142,7 +148,7 @@ async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str
     }
     began = time.perf_counter()
     first: float | None = None
-    chunks, usage = 0, None
+    chunks, usage, timings = 0, None, None
     async with session.post(f"{plan.url}/v1/completions", json=body) as resp:
         if resp.status != 200:
             text = (await resp.text())[:200]
@@ -153,6 +159,7 @@ async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str
                 continue
             event = json.loads(line[5:])
             usage = event.get("usage") or usage
+            timings = event.get("timings") or timings
             if any(c.get("text") for c in event.get("choices") or []):
                 chunks += 1
                 first = first if first is not None else time.perf_counter()
@@ -161,7 +168,9 @@ async def _one(session: aiohttp.ClientSession, plan: CalibrationPlan, model: str
         raise CalibrationError(f"{plan.url}: a streamed completion produced no text")
     tokens = int(usage["completion_tokens"]) if usage and usage.get("completion_tokens") else chunks
     prompt_n = int(usage["prompt_tokens"]) if usage and usage.get("prompt_tokens") else None
-    return Sample(first - began, end - began, tokens, prompt_n)
+    engine = timings.get("predicted_per_token_ms") if timings else None
+    return Sample(first - began, end - began, tokens, prompt_n,
+                  float(engine) if isinstance(engine, int | float) and engine > 0 else None)
 
 
 class _Prompts:
