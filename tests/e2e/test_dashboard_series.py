@@ -199,5 +199,5 @@ def test_engine_speed_counts_only_requests_that_overlapped_no_other() -> None:
             "ttft_p95_s": 0.1, "slo_attainment": 1.0, "replica_seconds": 10.0, "cold_starts": 0, "decisions": 0,
             "scale_outs": 0, "scale_ins": 0}
     rows = comparison_rows({**base, **live}, {**base, "engine_ms_per_token_calibrated": 25.0})
-    assert rows[-1] == ("engine ms/token alone (twin: calibrated)", "30.0", "25.0", "-16.7%")
+    assert rows[-1] == ("engine ms/token, lone requests", "30.0", "25.0", "-16.7%")
     assert not any(r[0].startswith("engine") for r in comparison_rows(base, base))  # engines without timings

@@ -56,7 +56,7 @@ def _engine_speed(live: dict[str, Any], twin: dict[str, Any]) -> list[tuple[str,
     during, calibrated = live.get("engine_ms_per_token_alone_p50"), twin.get("engine_ms_per_token_calibrated")
     if during is None or calibrated is None:
         return []
-    return [("engine ms/token alone (twin: calibrated)", f"{during:.1f}", f"{calibrated:.1f}",
+    return [("engine ms/token, lone requests", f"{during:.1f}", f"{calibrated:.1f}",
              _rel(during, calibrated))]
 
 
