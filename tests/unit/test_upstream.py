@@ -70,8 +70,25 @@ async def test_sequential_requests_share_one_connection() -> None:
     async with raw_server(handler) as base:
         for _ in range(5):
             assert (await post_json(client, base + "/v1/completions"))[2] == b'{"ok": 1}'
+        assert [len(conns) for conns in client._idle.values()] == [1]
         client.close()
     assert connections == 1
+
+
+async def test_a_connection_the_replica_closes_leaves_the_pool() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"{}"))
+        await writer.drain()
+        writer.close()
+
+    client = UpstreamClient()
+    async with raw_server(answer_then_close) as base:
+        await post_json(client, base + "/x")
+        deadline = asyncio.get_running_loop().time() + 5
+        while client._idle and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)  # polls for the peer's close to arrive, with a deadline
+    assert client._idle == {}
 
 
 async def test_stream_arrives_in_order() -> None:
@@ -104,6 +121,25 @@ async def test_idle_connection_closed_by_replica_is_retried_on_a_fresh_one() -> 
         assert (await post_json(client, base + "/x"))[2] == b'{"n": 1}'
         assert (await post_json(client, base + "/x"))[2] == b'{"n": 2}'
     client.close()
+
+
+async def test_a_silent_replica_on_a_pooled_connection_times_out_once_without_a_retry() -> None:
+    connections = 0
+
+    async def answers_once_then_hangs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(answer(b"{}"))
+        await writer.drain()
+        await reader.read()
+
+    client = UpstreamClient()
+    async with raw_server(answers_once_then_hangs) as base:
+        await post_json(client, base + "/x")
+        with pytest.raises(UpstreamError, match="within"):
+            await post_json(client, base + "/x", timeout_s=0.3)
+    assert connections == 1
 
 
 async def test_connection_refused_is_an_upstream_error() -> None:

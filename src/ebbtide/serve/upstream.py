@@ -6,9 +6,9 @@ network, TLS for a remote OpenAI-compatible URL), so a protocol per connection w
 uvicorn uses) does the same job for a fraction of that. Health checks, metrics scrapes and shadow mirrors keep
 using aiohttp.
 
-A connection that was reused and fails before any response byte is retried once on a fresh connection: the
-replica may have closed it while it idled. Anything else surfaces as ``UpstreamError`` for the proxy's
-retry-elsewhere logic.
+A pooled connection that closes before any response byte is retried once on a fresh connection: the replica
+may have closed it while it idled (a timeout is not retried). Anything else surfaces as ``UpstreamError`` for
+the proxy's retry-elsewhere logic.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ HIGH_WATER = 256 * 1024
 
 
 class UpstreamError(Exception):
-    """The connection failed or the response was malformed; ``.started`` says whether any byte arrived."""
+    """The connection failed or the response was malformed. ``started``: some of the response had arrived;
+    ``dropped``: the connection closed before any of it (on a reused connection: the replica closed it idle)."""
 
-    def __init__(self, message: str, started: bool = False) -> None:
+    def __init__(self, message: str, started: bool = False, dropped: bool = False) -> None:
         super().__init__(message)
         self.started = started
+        self.dropped = dropped
 
 
 class UpstreamResponse:
@@ -108,7 +110,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.reused = False
         self._parser = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
         self._head: asyncio.Future[None] | None = None
@@ -129,7 +130,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(UpstreamError(f"connection to {self._where()} lost: {exc or 'closed by peer'}", self._started()))
+        self._client._forget(self)
+        started = self._started()
+        self._fail(UpstreamError(f"connection to {self._where()} lost: {exc or 'closed by peer'}", started,
+                                 dropped=not started))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -164,7 +168,6 @@ class _Connection(asyncio.Protocol):
         response, self._response, self._head = self._response, None, None
         if clean and self._keep_alive and not self.closed and response is not None:
             self.resume()
-            self.reused = True
             self._client._put_back(self)
         else:
             self.close()
@@ -214,18 +217,25 @@ class UpstreamClient:
         """Sends the request and waits for the response head; the caller must ``release()`` the response."""
         key, head = self._target(url)
         request = head + str(len(body)).encode() + b"\r\n\r\n" + body
-        for _ in range(2):
-            conn = self._idle_connection(key) or await self._connect(key)
-            response, got_head = conn.start(request)
-            response.timer = asyncio.get_running_loop().call_later(timeout_s, conn.expire, timeout_s)
+        idle = self._idle_connection(key)
+        if idle is not None:
             try:
-                await got_head
-                return response
+                return await self._exchange(idle, request, timeout_s)
             except UpstreamError as exc:
-                response.release()
-                if not (conn.reused and not exc.started):
+                if not exc.dropped:
                     raise
-        raise AssertionError("unreachable")
+        return await self._exchange(await self._connect(key), request, timeout_s)
+
+    @staticmethod
+    async def _exchange(conn: _Connection, request: bytes, timeout_s: float) -> UpstreamResponse:
+        response, got_head = conn.start(request)
+        response.timer = asyncio.get_running_loop().call_later(timeout_s, conn.expire, timeout_s)
+        try:
+            await got_head
+        except UpstreamError:
+            response.release()
+            raise
+        return response
 
     def close(self) -> None:
         for conns in self._idle.values():
@@ -268,6 +278,14 @@ class UpstreamClient:
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {scheme}://{host}:{port}: {exc!r}") from None
         return conn
+
+    def _forget(self, conn: _Connection) -> None:
+        """A closed connection leaves the pool at once, so stopped replicas leave no entries behind."""
+        conns = self._idle.get(conn.key)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._idle[conn.key]
 
     def _put_back(self, conn: _Connection) -> None:
         conn.idle_since = time.monotonic()
