@@ -121,7 +121,10 @@ def gateway(config: Path | None, state_dir: Path, port: int, *args: str, ready_p
             def ready() -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"gateway exited {proc.returncode}:\n{gw.log()}")
-                return bool(gw.replicas(ready_pool))
+                status, body = gw.admin("/admin/api/state")
+                if status == 401:  # a restart rewrites admin-token: this read may have beaten the new file
+                    return False
+                return any(r["state"] == "ready" for r in body["pools"][ready_pool]["replicas"])
             wait_for(ready, timeout_s, "a ready replica")
         yield gw
     finally:
