@@ -13,7 +13,7 @@ from ebbtide.sim.scenario import ScenarioInput, build_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-TRACES = Path("/work/shared/traces")
+TRACES = EXAMPLES / "traces"
 AZURE = TRACES / "AzureLLMInferenceTrace_conv.csv"
 SERVEGEN = TRACES / "servegen_m-large_rate_10min.csv"
 

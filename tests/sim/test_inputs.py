@@ -13,22 +13,17 @@ from ebbtide.cli import _register_all, app
 from ebbtide.sim.traces import TraceError, load_rate_trace, load_request_trace
 from tests.sim.conftest import AZURE, EXAMPLES, SERVEGEN, run_scenario
 
-needs_traces = pytest.mark.skipif(not AZURE.exists(), reason="shared traces not present")
-
-
 def _cli(*args: str) -> Any:
     _register_all()
     return CliRunner().invoke(app, list(args))
 
 
-@needs_traces
 def test_azure_trace_replay_counts_every_row_exactly() -> None:
     r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, days=70 / 1440, seed=1)
     assert r["requests"] == 19_366
     assert r["requests"] == r["completed"] + r["rejected"] + r["in_flight_at_end"]
 
 
-@needs_traces
 def test_trace_rate_scale_compresses_time_and_loop_repeats() -> None:
     trace = load_request_trace(AZURE)
     assert len(trace) == 19_366 and trace.offsets_s[0] == 0.0
@@ -54,7 +49,6 @@ def test_trace_rate_scale_compresses_time_and_loop_repeats() -> None:
     assert r["requests"] == 19_366
 
 
-@needs_traces
 def test_servegen_rate_series_auto_detected_and_scaled() -> None:
     series = load_rate_trace(SERVEGEN)
     assert len(series.starts_s) == 2016 and series.widths_s[0] == 600.0
