@@ -1,5 +1,6 @@
 """``export kubernetes``: manifests validated offline (kubernetes-validate --strict; KEDA's ScaledObject with
-jsonschema against the schema kept in the repo), plus the semantic facts the schemas cannot see."""
+jsonschema against KEDA's own CRD schema, vendored, with kubectl's strict unknown-field rule), plus the semantic facts
+the schemas cannot see."""
 
 from __future__ import annotations
 
@@ -22,7 +23,31 @@ from ebbtide.providers.export_cli import register
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-wednesday-aas.yaml"
-KEDA_SCHEMA = json.loads((ROOT / "src/ebbtide/providers/schemas/keda_scaledobject.schema.json").read_text())
+KEDA_CRD = ROOT / "src/ebbtide/providers/schemas/keda.sh_scaledobjects.yaml"
+
+
+def strict(schema: Any) -> Any:
+    """``kubectl --validate=strict`` for a structural CRD schema: an object that lists its properties and neither
+    declares ``additionalProperties`` nor preserves unknown fields admits no other key."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (out.get("type") == "object" and "properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def keda_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    assert crd["spec"]["names"]["kind"] == "ScaledObject" and crd["spec"]["group"] == "keda.sh"
+    return strict(version["schema"]["openAPIV3Schema"])  # type: ignore[no-any-return]
+
+
+KEDA_SCHEMA = keda_schema()
 K8S_VERSION = "1.37.0"
 
 LLAMA = """
@@ -108,6 +133,15 @@ def test_validators_catch_misspelt_fields(tmp_path: Path) -> None:
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
     scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    jsonschema.validate(scaled, KEDA_SCHEMA)
+    misspelt = json.loads(json.dumps(scaled))
+    misspelt["spec"]["triggers"][0]["metricTyp"] = misspelt["spec"]["triggers"][0].pop("metricType", "Value")
+    with pytest.raises(jsonschema.ValidationError, match="metricTyp"):
+        jsonschema.validate(misspelt, KEDA_SCHEMA)
+    misspelt = json.loads(json.dumps(scaled))
+    misspelt["spec"]["advanced"] = {"horizontalPodAutoscalerConfig": {"behaviour": {}}}
+    with pytest.raises(jsonschema.ValidationError, match="behaviour"):
+        jsonschema.validate(misspelt, KEDA_SCHEMA)
     scaled["spec"]["triggers"][1]["metadata"]["desiredReplicas"] = 2
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(scaled, KEDA_SCHEMA)
