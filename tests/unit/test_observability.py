@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ebbtide.config import Config
-from ebbtide.observability import PENDING_METRICS, alert_rules, alert_rules_yaml, dashboard, metric_catalog
+from ebbtide.observability import alert_rules, alert_rules_yaml, dashboard, metric_catalog
 from ebbtide.observability.alerts import AlertThresholds
 from ebbtide.observability.grafana import panel_expressions
 
@@ -56,7 +56,7 @@ def _metrics_in(expr: str) -> set[str]:
 
 
 def test_catalog_has_every_design_metric() -> None:
-    catalog = metric_catalog(include_pending=False)
+    catalog = metric_catalog()
     assert set(catalog) >= DESIGN_METRICS
     assert catalog["ebbtide_requests_total"] == {"pool", "code"}
     assert catalog["ebbtide_request_duration_seconds_bucket"] == {"pool", "le"}
@@ -118,7 +118,6 @@ def test_panels_and_alerts_query_only_known_metrics_and_labels() -> None:
     exprs = panel_expressions() + [r["expr"] for r in alert_rules(priced_config())["groups"][0]["rules"]]
     referenced = set().union(*(_metrics_in(e) for e in exprs))
     assert referenced <= set(catalog), f"unknown metrics: {referenced - set(catalog)}"
-    assert "ebbtide_fallbacks_total" in referenced and set(PENDING_METRICS) <= set(catalog)
     for expr in exprs:
         _check_labels(expr, catalog)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ebbtide.observability.alerts import AlertThresholds, alert_rules, alert_rules_yaml
-from ebbtide.observability.catalog import PENDING_METRICS, metric_catalog
+from ebbtide.observability.catalog import metric_catalog
 from ebbtide.observability.grafana import dashboard, panel_expressions
 
 __all__ = [
-    "PENDING_METRICS", "AlertThresholds", "alert_rules", "alert_rules_yaml", "dashboard", "metric_catalog",
+    "AlertThresholds", "alert_rules", "alert_rules_yaml", "dashboard", "metric_catalog",
     "panel_expressions",
 ]
