@@ -28,8 +28,8 @@ from ebbtide.engines import build_engine
 from ebbtide.engines.base import Engine
 from ebbtide.providers.base import Provider
 from ebbtide.providers.local import LocalProvider
-from ebbtide.providers.ray import RayProvider
-from ebbtide.providers.ray_cluster import LocalRayCluster, NodeSpec
+from ebbtide.providers.ray.cluster import LocalRayCluster, NodeSpec
+from ebbtide.providers.ray.provider import RayProvider
 from ebbtide.serve.fleet import Fleet
 
 RESULTS = Path(__file__).parent / "results" / "ray_vs_local_start.json"

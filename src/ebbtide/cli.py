@@ -21,7 +21,7 @@ COMMAND_MODULES = [
     "ebbtide.serve.cli",
     "ebbtide.serve.decisions_cli",
     "ebbtide.plan.cli",
-    "ebbtide.providers.export_cli",
+    "ebbtide.export.cli",
     "ebbtide.sim.cli",
     "ebbtide.serve.keys_cli",
     "ebbtide.loadtest.cli",

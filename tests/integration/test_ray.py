@@ -22,8 +22,8 @@ import yaml
 from ebbtide.config import Config, RayProviderSpec, load_config
 from ebbtide.engines import Health, build_engine
 from ebbtide.providers.base import Launched
-from ebbtide.providers.ray import RayProvider
-from ebbtide.providers.ray_cluster import LocalRayCluster, NodeSpec
+from ebbtide.providers.ray.cluster import LocalRayCluster, NodeSpec
+from ebbtide.providers.ray.provider import RayProvider
 from tests.gateway_harness import GatewayProcess, gateway, http_json, wait_for, write_config
 from tests.integration.test_scaling import BODY, LoadLoop
 

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 
 import psutil
 
-from ebbtide.providers.ray_host import ReplicaHost
+from ebbtide.providers.ray.host import ReplicaHost
 from tests.gateway_harness import wait_for
 
 HOST_SCRIPT = """
 import asyncio, sys
-from ebbtide.providers.ray_host import ReplicaHost
+from ebbtide.providers.ray.host import ReplicaHost
 
 async def main():
     host = ReplicaHost("t-1", float(sys.argv[1]))

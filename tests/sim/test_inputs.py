@@ -13,6 +13,7 @@ from ebbtide.cli import _register_all, app
 from ebbtide.sim.traces import TraceError, load_rate_trace, load_request_trace
 from tests.sim.conftest import AZURE, EXAMPLES, SERVEGEN, run_scenario
 
+
 def _cli(*args: str) -> Any:
     _register_all()
     return CliRunner().invoke(app, list(args))

@@ -9,7 +9,9 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "ebbtide" / "core"
 FORBIDDEN_MODULES = {"asyncio", "aiohttp", "httpx", "socket", "subprocess", "sqlite3", "time", "os", "threading"}
-FORBIDDEN_PACKAGES = ("ebbtide.serve", "ebbtide.sim", "ebbtide.providers", "ebbtide.engines", "ebbtide.plan")
+FORBIDDEN_PACKAGES = (
+    "ebbtide.serve", "ebbtide.sim", "ebbtide.providers", "ebbtide.export", "ebbtide.engines", "ebbtide.plan",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -18,12 +18,12 @@ import yaml
 from typer.testing import CliRunner
 
 from ebbtide.config import Config, load_config
-from ebbtide.providers import kubernetes as k8s
-from ebbtide.providers.export_cli import register
+from ebbtide.export.cli import register
+from ebbtide.export.kubernetes import manifests as k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-wednesday-aas.yaml"
-KEDA_CRD = ROOT / "src/ebbtide/providers/schemas/keda.sh_scaledobjects.yaml"
+KEDA_CRD = ROOT / "src/ebbtide/export/kubernetes/schemas/keda.sh_scaledobjects.yaml"
 
 
 def strict(schema: Any) -> Any:

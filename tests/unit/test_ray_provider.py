@@ -10,7 +10,7 @@ import pytest
 from ebbtide.config import Config, ConfigError, RayProviderSpec, load_config
 from ebbtide.providers.factory import build_provider
 from ebbtide.providers.local import LocalProvider
-from ebbtide.providers.ray import RayUnavailable, actor_options, bind_host
+from ebbtide.providers.ray.provider import RayUnavailable, actor_options, bind_host
 
 
 def cfg(provider: dict[str, object] | None = None, **pool: object) -> Config:

@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from ebbtide.config import Config, load_config
-from ebbtide.providers.export_cli import register
-from ebbtide.providers.sagemaker import AwsClients, SageMakerError, apply_plan, connect
-from ebbtide.providers.sagemaker_import import import_config, import_yaml
-from ebbtide.providers.sagemaker_plan import build_plan
+from ebbtide.export.cli import register
+from ebbtide.export.sagemaker.apply import AwsClients, SageMakerError, apply_plan, connect
+from ebbtide.export.sagemaker.importer import import_config, import_yaml
+from ebbtide.export.sagemaker.plan import build_plan
 
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")

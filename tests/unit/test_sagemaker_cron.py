@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from croniter import croniter
 
-from ebbtide.providers.aas_cron import CronConversionError, from_aas, to_aas
+from ebbtide.export.sagemaker.cron import CronConversionError, from_aas, to_aas
 
 TABLE = [
     ("45 8 * * MON-FRI", "cron(45 8 ? * MON-FRI *)"),

@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from ebbtide.config import Config, load_config
-from ebbtide.providers.export_cli import register
-from ebbtide.providers.sagemaker_plan import PlanError, build_plan
-from ebbtide.providers.sagemaker_render import render_boto3, render_cli
+from ebbtide.export.cli import register
+from ebbtide.export.sagemaker.plan import PlanError, build_plan
+from ebbtide.export.sagemaker.render import render_boto3, render_cli
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed-wednesday-aas.yaml"
 

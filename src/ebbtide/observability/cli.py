@@ -66,8 +66,8 @@ def export_alerts(
 
 
 def register(app: typer.Typer) -> None:
-    # The `export` group belongs to providers/export_cli.py, which adds it to the app; we only add targets.
-    from ebbtide.providers.export_cli import export_app
+    # The `export` group belongs to export/cli.py, which adds it to the app; we only add targets.
+    from ebbtide.export.cli import export_app
 
     export_app.command("grafana")(export_grafana)
     export_app.command("alerts")(export_alerts)

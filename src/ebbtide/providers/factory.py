@@ -14,7 +14,7 @@ __all__ = ["build_provider"]
 def build_provider(cfg: Config, state_dir: Path) -> Provider:
     """Raises ``RayUnavailable`` (naming ``pip install 'ebbtide[ray]'``) if Ray is selected but absent."""
     if cfg.provider.kind == "ray":
-        from ebbtide.providers.ray import RayProvider
+        from ebbtide.providers.ray.provider import RayProvider
 
         return RayProvider(cfg.provider, state_dir)
     return LocalProvider(state_dir)

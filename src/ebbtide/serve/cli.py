@@ -51,7 +51,7 @@ def serve(
     dashboard_public: bool = typer.Option(False, help="Serve /dashboard without the admin token."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
-    from ebbtide.providers.ray import RayUnavailable
+    from ebbtide.providers.ray.provider import RayUnavailable
     from ebbtide.serve.server import InsecureBind, PortInUse, run_server
 
     console = Console()

@@ -3,7 +3,7 @@
 Per pool: a Deployment (the engine server; a startupProbe whose failureThreshold × periodSeconds covers
 ``replica.startup_timeout_s``; readiness/liveness on ``/health``; a ``preStop`` hook that waits for in-flight
 requests up to ``drain_timeout_s``; ``terminationGracePeriodSeconds`` ≥ drain + stop grace), a Service, a
-PodDisruptionBudget and an HPA or ScaledObject (see ``kubernetes_autoscale``). Plus the ebbtide gateway:
+PodDisruptionBudget and an HPA or ScaledObject (see ``autoscale``). Plus the ebbtide gateway:
 ConfigMap with its ebbtide.yaml (each pool's engine replaced by an ``openai`` upstream at the pool's Service),
 Deployment and Service. Pure: objects are dicts; ``write_manifests`` only writes YAML files.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ebbtide.config import Config, PoolSpec
-from ebbtide.providers.kubernetes_autoscale import adapter_rules, hpa, scaled_object
+from ebbtide.export.kubernetes.autoscale import adapter_rules, hpa, scaled_object
 
 __all__ = ["DEFAULT_IMAGE", "ENGINE_PORT", "ExportError", "build_manifests", "write_manifests"]
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from ebbtide.config import Config, ConfigError, PoolSpec, load_config
 
 if TYPE_CHECKING:
-    from ebbtide.providers.sagemaker_plan import AasPlan
+    from ebbtide.export.sagemaker.plan import AasPlan
 
 __all__ = ["apply_app", "export_app", "import_app", "register"]
 
@@ -80,7 +80,7 @@ def _sagemaker_plan(
     config: Path, pool: str | None, endpoint: str | None, variant: str, skip_unsupported: bool
 ) -> AasPlan:
     """One pool's Application Auto Scaling plan; a bad config, pool or mapping ends the command (exit 2)."""
-    from ebbtide.providers.sagemaker_plan import PlanError, build_plan
+    from ebbtide.export.sagemaker.plan import PlanError, build_plan
 
     cfg = _load(config)
     spec = _pick(cfg, config, pool)
@@ -101,7 +101,7 @@ def export_sagemaker(
     skip_unsupported: SkipOpt = False,
 ) -> None:
     """Print the Application Auto Scaling calls (boto3 and AWS CLI) for one pool, warning about the traps."""
-    from ebbtide.providers.sagemaker_render import render_boto3, render_cli
+    from ebbtide.export.sagemaker.render import render_boto3, render_cli
 
     plan = _sagemaker_plan(config, pool, endpoint, variant, skip_unsupported)
     if as_json:
@@ -125,7 +125,7 @@ def apply_sagemaker(
     skip_unsupported: SkipOpt = False,
 ) -> None:
     """Verify the endpoint and variant exist, show the diff against the live setup, then apply only that."""
-    from ebbtide.providers.sagemaker import SageMakerError, apply_plan, connect
+    from ebbtide.export.sagemaker.apply import SageMakerError, apply_plan, connect
 
     plan = _sagemaker_plan(config, pool, endpoint, variant, skip_unsupported)
     try:
@@ -154,8 +154,8 @@ def import_sagemaker(
     region: RegionOpt = None,
 ) -> None:
     """Turn an endpoint variant's AAS setup into ebbtide.yaml, to replay in the twin."""
-    from ebbtide.providers.sagemaker import SageMakerError, connect
-    from ebbtide.providers.sagemaker_import import import_config, import_yaml
+    from ebbtide.export.sagemaker.apply import SageMakerError, connect
+    from ebbtide.export.sagemaker.importer import import_config, import_yaml
 
     try:
         doc, notes = import_config(connect(region), endpoint, variant, pool)
@@ -178,7 +178,7 @@ def export_kubernetes(
     image: Annotated[str | None, typer.Option("--image", help="ebbtide image (gateway, llama.cpp).")] = None,
 ) -> None:
     """Write a Deployment, Service, PodDisruptionBudget and HPA/ScaledObject per pool, plus the gateway."""
-    from ebbtide.providers.kubernetes import DEFAULT_IMAGE, ExportError, write_manifests
+    from ebbtide.export.kubernetes.manifests import DEFAULT_IMAGE, ExportError, write_manifests
 
     if autoscaler not in ("hpa", "keda"):
         raise _fail(f"--autoscaler = {autoscaler!r}: must be hpa or keda")

@@ -1,6 +1,6 @@
 """Ray provider: each replica is a detached, named Ray actor, placed by the pool's resources on a cluster.
 
-The actor (``ray_host.ReplicaHost``) starts the engine's server on its node, bound to the node's IP on a
+The actor (``host.ReplicaHost``) starts the engine's server on its node, bound to the node's IP on a
 port picked there, and the gateway routes to ``http://<node ip>:<port>``. Lifecycle (startup timeout,
 health, drain, replace) stays in ``serve/fleet.py``: losing a node kills its actors, ``alive`` turns False
 and the fleet replaces the replica wherever the cluster has room. Actors are named and detached so a
@@ -28,7 +28,7 @@ from ebbtide.config import PoolSpec, RayPlacementSpec, RayProviderSpec, VllmEngi
 from ebbtide.engines.base import Engine
 from ebbtide.providers.base import Launched
 from ebbtide.providers.local import LocalProvider
-from ebbtide.providers.ray_host import ReplicaHost
+from ebbtide.providers.ray.host import ReplicaHost
 
 __all__ = ["INSTALL_HINT", "RayProvider", "RayUnavailable", "actor_options", "bind_host", "import_ray"]
 

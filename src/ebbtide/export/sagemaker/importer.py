@@ -15,16 +15,16 @@ import yaml
 
 from ebbtide.config import Config
 from ebbtide.core.policies import POLICY_SPECS
-from ebbtide.providers.aas_cron import CronConversionError, from_aas
-from ebbtide.providers.sagemaker import AwsClients, SageMakerError, read_live, verify_variant
-from ebbtide.providers.sagemaker_plan import (
+from ebbtide.export.sagemaker.apply import AwsClients, SageMakerError, read_live, verify_variant
+from ebbtide.export.sagemaker.cron import CronConversionError, from_aas
+from ebbtide.export.sagemaker.plan import (
     AAS_DEFAULT_COOLDOWN_S,
     CUSTOM_METRICS,
     METRIC_NAMESPACE,
     PREDEFINED_METRIC,
     resource_id,
 )
-from ebbtide.providers.sagemaker_step import STEP_NAME, step_from_aas
+from ebbtide.export.sagemaker.step import STEP_NAME, step_from_aas
 
 __all__ = ["import_config", "import_yaml"]
 

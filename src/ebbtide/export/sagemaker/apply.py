@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebbtide.providers.sagemaker_plan import DIMENSION, NAMESPACE, POLICY_PREFIX, AasPlan
+from ebbtide.export.sagemaker.plan import DIMENSION, NAMESPACE, POLICY_PREFIX, AasPlan
 
 __all__ = ["AwsClients", "Change", "SageMakerError", "apply_plan", "connect", "diff_plan", "verify_variant"]
 

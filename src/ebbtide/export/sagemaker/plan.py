@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ebbtide.config import Config, PoolSpec
-from ebbtide.providers.aas_cron import CronConversionError, to_aas
+from ebbtide.export.sagemaker.cron import CronConversionError, to_aas
 
 __all__ = [
     "AAS_DEFAULT_COOLDOWN_S",
@@ -217,7 +217,7 @@ def _add_policy(
     elif kind == "schedule":
         _schedule(spec, index, path, ctx.base, actions)
     elif kind == "step":
-        from ebbtide.providers.sagemaker_step import step_policies
+        from ebbtide.export.sagemaker.step import step_policies
 
         for policy, alarm in step_policies(spec, index, path, ctx):
             policies.append(policy)

@@ -7,7 +7,7 @@ import re
 import shlex
 from typing import Any
 
-from ebbtide.providers.sagemaker_plan import AasPlan
+from ebbtide.export.sagemaker.plan import AasPlan
 
 __all__ = ["render_boto3", "render_cli"]
 

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from ebbtide.providers.sagemaker_plan import METRIC_NAMESPACE, POLICY_PREFIX, PlanError, PolicyContext
+from ebbtide.export.sagemaker.plan import METRIC_NAMESPACE, POLICY_PREFIX, PlanError, PolicyContext
 
 __all__ = ["STEP_METRICS", "step_from_aas", "step_policies"]
 

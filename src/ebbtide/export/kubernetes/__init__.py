@@ -1,0 +1,1 @@
+"""Kubernetes manifests (Deployment, Service, PDB) and their autoscaler (HPA or KEDA ScaledObject)."""

@@ -1,0 +1,1 @@
+"""SageMaker Application Auto Scaling: plan, render, apply, import; cron conversion."""
