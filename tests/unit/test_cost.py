@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ebbtide.core.cost import Price, billed_seconds, fleet_cost, replica_cost_usd, unit_costs
+from ebbtide.core.cost import CostLedger, Price, billed_seconds, fleet_cost, replica_cost_usd, unit_costs
 
 
 def test_flat_five_for_a_day_at_17_is_exactly_2040() -> None:
@@ -53,3 +53,34 @@ def test_per_hour_never_cheaper_than_per_second(spans: list[tuple[float, float]]
     per_h = fleet_cost(intervals, Price(price, "per_hour")).cost_usd
     assert per_h >= per_s - 1e-6
     assert per_h <= per_s + price * len(intervals) + 1e-6
+
+
+def test_ledger_bills_each_replica_at_its_own_price_until_it_closes() -> None:
+    ledger = CostLedger()
+    ledger.open("od", Price(36.0), 0.0)
+    ledger.open("spot", Price(36.0, spot_hourly_usd=9.0), 0.0)
+    ledger.open("hourly", Price(36.0, "per_hour"), 0.0)
+    assert ledger.total_usd(0.0) == 0.0
+    assert ledger.total_usd(100.0) == pytest.approx(1.0 + 0.25 + 36.0)  # a started hour is paid at once
+    ledger.close("od", 1800.0)
+    assert ledger.total_usd(3600.0) == pytest.approx(18.0 + 9.0 + 36.0)
+    ledger.close("hourly", 3600.5)
+    assert ledger.total_usd(3600.5) == pytest.approx(18.0 + 9.0 * 3600.5 / 3600 + 72.0)
+    assert ledger.replica_seconds(3600.5) == pytest.approx(1800.0 + 3600.5 * 2)
+    ledger.close("unknown", 10.0)  # closing twice or an unknown id is harmless
+    with pytest.raises(ValueError, match="already billed"):
+        ledger.open("spot", Price(1.0), 10.0)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1e5), st.floats(0, 1e5)), max_size=20))
+def test_ledger_total_never_decreases_and_matches_fleet_cost(spans: list[tuple[float, float]]) -> None:
+    ledger, price = CostLedger(), Price(17.0, "per_hour")
+    events = sorted([(min(a, b), 0, i) for i, (a, b) in enumerate(spans)] +
+                    [(max(a, b), 1, i) for i, (a, b) in enumerate(spans)])
+    last = 0.0
+    for t, kind, i in events:
+        ledger.open(f"r{i}", price, t) if kind == 0 else ledger.close(f"r{i}", t)
+        assert ledger.total_usd(t) >= last - 1e-9
+        last = ledger.total_usd(t)
+    expected = fleet_cost([(min(a, b), max(a, b)) for a, b in spans], price).cost_usd
+    assert ledger.total_usd(1e6) == pytest.approx(expected)

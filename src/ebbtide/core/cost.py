@@ -2,6 +2,11 @@
 
 A replica is billed from the moment it is requested (the cold start is paid) until it stops. Pure arithmetic:
 ``replica_cost_usd(seconds, price)``; ``fleet_cost(intervals, price)`` for a whole run; ``unit_costs(...)``.
+
+``CostLedger`` is what both drivers accrue with: each replica opens with its own ``Price`` (its variant's, spot or
+on-demand, the pool's billing) and closes when it stops; ``total_usd(now)`` is what has been charged so far (a
+per-hour replica pays each started hour). The live ``ebbtide_cost_usd_total`` and the twin's ``cost_usd`` are
+both read from it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Literal
 
 __all__ = [
     "Billing",
+    "CostLedger",
     "FleetCost",
     "Price",
     "UnitCosts",
@@ -88,3 +94,38 @@ def unit_costs(cost_usd: float, requests: int, output_tokens: int) -> UnitCosts:
         cost_usd * 1000.0 / requests if requests > 0 else None,
         cost_usd * 1_000_000.0 / output_tokens if output_tokens > 0 else None,
     )
+
+
+class CostLedger:
+    """Per-replica billing as replicas open and close. Usage::
+
+        ledger.open("r1", Price(17.0), now_s); ...; ledger.close("r1", now_s); ledger.total_usd(now_s)
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[float, Price]] = {}
+        self.closed_usd = 0.0
+        self.closed_replica_s = 0.0
+
+    def open(self, replica_id: str, price: Price, now_s: float) -> None:
+        if replica_id in self._open:
+            raise ValueError(f"replica {replica_id!r} is already billed")
+        self._open[replica_id] = (now_s, price)
+
+    def close(self, replica_id: str, now_s: float) -> None:
+        started = self._open.pop(replica_id, None)
+        if started is None:
+            return
+        start_s, price = started
+        self.closed_usd += replica_cost_usd(now_s - start_s, price)
+        self.closed_replica_s += now_s - start_s
+
+    def is_open(self, replica_id: str) -> bool:
+        return replica_id in self._open
+
+    def total_usd(self, now_s: float) -> float:
+        running = sum(replica_cost_usd(max(0.0, now_s - s), p) for s, p in self._open.values())
+        return self.closed_usd + running
+
+    def replica_seconds(self, now_s: float) -> float:
+        return self.closed_replica_s + sum(max(0.0, now_s - s) for s, _ in self._open.values())

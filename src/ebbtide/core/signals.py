@@ -31,6 +31,7 @@ class ReplicaView:
     started_at_s: float = 0.0
     ready_at_s: float | None = None
     variant: str = "default"
+    spot: bool = False
 
     @property
     def has_free_slot(self) -> bool:
