@@ -84,7 +84,7 @@ def test_cli_compare_json_and_out(tmp_path: Path) -> None:
     config = tmp_path / "small.yaml"
     config.write_text(SMALL_POOL)
     _register_all()
-    args = ["plan", "compare", "-c", str(config), "--trace", str(trace), "--days", "0.02", "--warmup-days", "0"]
+    args = ["plan", "compare", "-c", str(config), "--trace", str(trace), "--days", "0.01", "--warmup-days", "0"]
     res = CliRunner().invoke(app, [*args, "--json", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)

@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ebbtide.cli import _register_all, app
+from ebbtide.sim.scenario import InputError
 from ebbtide.sim.traces import TraceError, load_rate_trace, load_request_trace
+from ebbtide.sim.traffic import TraceReplay
 from tests.sim.conftest import AZURE, EXAMPLES, SERVEGEN, run_scenario
 
 
@@ -20,7 +22,8 @@ def _cli(*args: str) -> Any:
 
 
 def test_azure_trace_replay_counts_every_row_exactly() -> None:
-    r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, days=70 / 1440, seed=1)
+    span_days = TraceReplay(load_request_trace(AZURE)).span_s / 86400  # the last row plus one mean gap
+    r = run_scenario(config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, days=span_days, seed=1)
     assert r["requests"] == 19_366
     assert r["requests"] == r["completed"] + r["rejected"] + r["in_flight_at_end"]
 
@@ -39,15 +42,10 @@ def test_trace_rate_scale_compresses_time_and_loop_repeats() -> None:
         seed=1,
     )
     assert r["requests"] == 2 * 19_366
-    r = run_scenario(
-        config_path=EXAMPLES / "seed-flat5.yaml",
-        trace=AZURE,
-        rate_scale=2.0,
-        loop=False,
-        days=(2 * period_s - 0.01) / 86400,
-        seed=1,
-    )
-    assert r["requests"] == 19_366
+    with pytest.raises(InputError, match="give --loop to repeat it"):  # one pass is shorter than the run
+        run_scenario(
+            config_path=EXAMPLES / "seed-flat5.yaml", trace=AZURE, rate_scale=2.0, days=(2 * period_s) / 86400
+        )
 
 
 def test_servegen_rate_series_auto_detected_and_scaled() -> None:
@@ -78,7 +76,7 @@ def test_bad_trace_row_names_file_and_line(tmp_path: Path) -> None:
         "--trace",
         str(bad),
         "--days",
-        "0.01",
+        "0.0001",  # 8.6 s: the two good rows are 4.3 s apart, so the trace covers 8.6 s (a mean gap after the last)
         "--skip-bad-rows",
         "--json",
     )

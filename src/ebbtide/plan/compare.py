@@ -22,6 +22,7 @@ from ebbtide.core.cost import Price
 from ebbtide.plan.baselines import baselines, with_predictive_lead
 from ebbtide.plan.oracle import Oracle, arrivals_of, oracle, slo_throughput
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
+from ebbtide.sim.scenario import window_json
 
 __all__ = ["POLICY_KEYS", "Comparison", "compare", "scenario_oracle", "variants_for"]
 
@@ -49,9 +50,9 @@ def _price(scn: Scenario) -> Price:
     return Price(r.hourly_usd, r.billing, r.spot.hourly_usd if r.spot else None)
 
 
-def scenario_oracle(scn: Scenario) -> Oracle:
+def scenario_oracle(scn: Scenario, arrivals: tuple[np.ndarray, ...] | None = None) -> Oracle:
     """The oracle of the measured days: the arrivals the twin draws for this seed, served at the SLO."""
-    times, prompt, output = arrivals_of(
+    times, prompt, output = arrivals or arrivals_of(
         scn.traffic, scn.options.start_epoch_s, scn.options.duration_s, scn.options.seed
     )
     if len(times):
@@ -118,9 +119,13 @@ class Comparison:
 
 def compare(scn: Scenario, workers: int = 2) -> Comparison:
     began = time.perf_counter()
-    orc = scenario_oracle(scn)
+    opt = scn.options
+    arrivals = arrivals_of(scn.traffic, opt.start_epoch_s, opt.duration_s, opt.seed)
+    orc = scenario_oracle(scn, arrivals)
     runs = run_variants(scn, variants_for(scn, orc.throughput.rps), workers)
     days = scn.options.duration_s / DAY_S
+    ends = [float(arrivals[0][0]), float(arrivals[0][-1])] if len(arrivals[0]) else []  # first and last arrival
+    window = window_json(scn.traffic, opt.start_epoch_s, opt.duration_s, scn.warmup_days, scn.tz, ends)
     result = {
         "config": str(scn.config_path) if scn.config_path is not None else None,
         "pool": scn.pool.name,
@@ -129,6 +134,7 @@ def compare(scn: Scenario, workers: int = 2) -> Comparison:
         "tz": scn.tz,
         "days": days,
         "warmup_days": scn.warmup_days,
+        "window": window,
         "seed": scn.options.seed,
         "slo": scn.cfg.slo.model_dump(),
         "hourly_usd": _price(scn).effective_hourly_usd,

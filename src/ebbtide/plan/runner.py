@@ -5,7 +5,9 @@ Warm-up: the ``warmup_days`` before the measured start are *replayed to the lear
 (``predictive``) as the arrivals counter they would have seen tick by tick; the fleet is not simulated then.
 Arrivals do not depend on the fleet, so a learning policy ends the warm-up in exactly the state a full
 simulation of those days would leave it in (tests/sim/test_compare.py checks it), at a fraction of the cost.
-Warm-up arrivals come from their own seed: the policy never sees the measured days in advance.
+The policy never sees the measured days in advance: a profile's warm-up arrivals come from their own seed, and
+a trace is anchored so that its first ``warmup_days`` are the history and the measured days follow them
+(``sim/scenario.py``; tests/sim/test_trace_history.py pins that no arrival is both learned and measured).
 
 Usage::
 
@@ -42,7 +44,9 @@ __all__ = [
     "load_scenario",
     "run_variant",
     "run_variants",
+    "scenario_from",
     "warm_state",
+    "warmup_arrivals",
 ]
 
 DAY_S = 86_400.0
@@ -83,20 +87,45 @@ def load_scenario(
     pool: str | None = None,
 ) -> Scenario:
     """Resolve the user's inputs once (errors name the flag or field, as ``ebbtide simulate``'s do)."""
-    if warmup_days < 0:
-        raise ValueError(f"--warmup-days = {warmup_days}: must be >= 0")
     inp = ScenarioInput(
-        config_path=config_path, pool=pool, traffic=traffic, trace=trace, start=start, days=days, seed=seed
+        config_path=config_path,
+        pool=pool,
+        traffic=traffic,
+        trace=trace,
+        start=start,
+        days=days,
+        seed=seed,
+        warmup_days=warmup_days,
     )
+    return scenario_from(inp)
+
+
+def scenario_from(inp: ScenarioInput) -> Scenario:
+    """A scenario from the shared traffic inputs (``sim/options.py``), warm-up included."""
     sim, tz = build_simulation(inp)
     return Scenario(
-        sim.cfg, sim.pool, sim.traffic, sim.opt, tz, warmup_days, sim.service, sim.cold, config_path
+        sim.cfg, sim.pool, sim.traffic, sim.opt, tz, inp.warmup_days, sim.service, sim.cold, inp.config_path
     )
 
 
 def cold_start_quantile_s(cold: ColdStartModel, q: float = 0.9) -> float:
     """The ``q`` quantile of the twin's cold-start model (failures excluded)."""
     return cold.quantile_s(q)
+
+
+def _warmup_offsets(scn: Scenario) -> np.ndarray:
+    """Warm-up arrivals, seconds after the warm-up's start."""
+    span = scn.warmup_days * DAY_S
+    start = scn.options.start_epoch_s - span
+    rng = np.random.default_rng(scn.options.seed + WARMUP_SEED_OFFSET)
+    chunks = [np.asarray(times) for times, _, _ in scn.traffic.chunks(start, start + span, rng)]
+    times = np.concatenate(chunks) if chunks else np.empty(0)
+    return times[times < span]
+
+
+def warmup_arrivals(scn: Scenario) -> np.ndarray:
+    """Arrival epochs of the warm-up days, exactly as the learning policies are taught them."""
+    return scn.options.start_epoch_s - scn.warmup_days * DAY_S + _warmup_offsets(scn)
 
 
 def warm_state(controller: Controller, scn: Scenario, tick_s: float) -> ControllerState:
@@ -107,9 +136,7 @@ def warm_state(controller: Controller, scn: Scenario, tick_s: float) -> Controll
         return state
     span = scn.warmup_days * DAY_S
     start = scn.options.start_epoch_s - span
-    rng = np.random.default_rng(scn.options.seed + WARMUP_SEED_OFFSET)
-    chunks = [np.asarray(times) for times, _, _ in scn.traffic.chunks(start, start + span, rng)]
-    times = np.concatenate(chunks) if chunks else np.empty(0)
+    times = _warmup_offsets(scn)
     ticks = np.arange(0.0, span, tick_s)
     # Same convention as the twin: a tick sees the arrivals strictly before it (events first at equal times).
     counts = np.searchsorted(times, ticks, side="left").tolist()

@@ -1,5 +1,10 @@
 """From user inputs (config file, traffic choice, dates) to a ready ``Simulation``; errors name the field.
 
+A trace is history, not a loop by default: its first row falls ``warmup_days`` before ``--start`` (0 for
+``simulate``; ``plan compare --warmup-days 7`` learns the trace's first 7 days and measures from day 7). A trace
+shorter than warm-up + measured days is an error unless ``--loop`` repeats it, and then the measured days repeat
+learned ones (``window_json`` says so).
+
 Usage::
 
     sim = build_simulation(ScenarioInput(config_path=Path("examples/seed-sagemaker.yaml"), days=1, seed=1))
@@ -9,7 +14,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -17,12 +22,13 @@ from zoneinfo import ZoneInfo
 
 from ebbtide.config import Config, ConfigError, PoolSpec, default_config, load_config
 from ebbtide.sim.run import RunOptions, Simulation
-from ebbtide.sim.traces import load_rate_trace, load_request_trace
+from ebbtide.sim.traces import load_rate_trace, load_request_trace, trace_time
 from ebbtide.sim.traffic import RateSeries, TraceReplay, Traffic, make_profile
 
-__all__ = ["DEFAULT_START", "InputError", "ScenarioInput", "build_simulation", "pool_tz"]
+__all__ = ["DAY_S", "DEFAULT_START", "InputError", "ScenarioInput", "build_simulation", "pool_tz", "window_json"]
 
 DEFAULT_START = date(2028, 2, 23)  # a Wednesday: seed 000's article date
+DAY_S = 86_400.0
 
 
 class InputError(ValueError):
@@ -46,6 +52,7 @@ class ScenarioInput:
     tz: str | None = None
     days: float = 1.0
     seed: int = 0
+    warmup_days: float = 0.0  # days learned before --start: a trace's first row falls there
 
 
 def pool_tz(pool: PoolSpec) -> str:
@@ -70,7 +77,7 @@ def _config(inp: ScenarioInput) -> tuple[Config, PoolSpec]:
         raise InputError(f"--pool = {inp.pool!r}: no such pool (pools: {names})") from None
 
 
-def _traffic(inp: ScenarioInput, tz: str) -> Traffic:
+def _traffic(inp: ScenarioInput, tz: str, start_epoch_s: float) -> Traffic:
     chosen = [
         n
         for n, v in (("--traffic", inp.traffic), ("--trace", inp.trace), ("--rate-trace", inp.rate_trace))
@@ -80,9 +87,12 @@ def _traffic(inp: ScenarioInput, tz: str) -> Traffic:
         raise InputError(f"{' and '.join(chosen)}: choose one traffic source")
     if not math.isfinite(inp.rate_scale) or inp.rate_scale <= 0:
         raise InputError(f"--rate-scale = {inp.rate_scale}: must be a finite number > 0")
+    origin_s = start_epoch_s - inp.warmup_days * DAY_S
     if inp.trace is not None:
         trace = load_request_trace(inp.trace, skip_bad_rows=inp.skip_bad_rows)
-        return TraceReplay(trace, inp.rate_scale, inp.loop)
+        replay = TraceReplay(trace, inp.rate_scale, inp.loop, origin_s)
+        _check_covers(replay, inp, f"--trace {inp.trace}")
+        return replay
     if inp.rate_trace is not None:
         series = load_rate_trace(
             inp.rate_trace,
@@ -90,8 +100,67 @@ def _traffic(inp: ScenarioInput, tz: str) -> Traffic:
             rate_column=inp.rate_column,
             skip_bad_rows=inp.skip_bad_rows,
         )
-        return RateSeries(series, inp.rate_scale, loop=True)
+        rates = RateSeries(series, inp.rate_scale, inp.loop, origin_s=origin_s)
+        _check_covers(rates, inp, f"--rate-trace {inp.rate_trace}")
+        return rates
     return make_profile(inp.traffic or "business-hours", tz=tz, rate_scale=inp.rate_scale, rps=inp.rps)
+
+
+def _check_covers(traffic: TraceReplay | RateSeries, inp: ScenarioInput, source: str) -> None:
+    have, need = traffic.span_s / DAY_S, inp.warmup_days + inp.days
+    if traffic.loop or have >= need - 1e-9:
+        return
+    asked = f"--days {inp.days:g}"
+    if inp.warmup_days:
+        asked = f"--warmup-days {inp.warmup_days:g} + {asked}"
+    scaled = f" at --rate-scale {inp.rate_scale:g}" if isinstance(traffic, TraceReplay) else ""
+    raise InputError(
+        f"{source} covers {have:.6g} days{scaled}, shorter than the {need:g} days asked for ({asked}): give "
+        "--loop to repeat it (measured days then repeat learned ones), or ask for fewer days"
+    )
+
+
+def window_json(
+    traffic: Traffic,
+    start_epoch_s: float,
+    duration_s: float,
+    warmup_days: float,
+    tz: str,
+    arrivals_s: Sequence[float],
+) -> dict[str, object]:
+    """The learned and measured windows in calendar time and, for a trace, in the file's own time; with
+    ``arrivals_s`` (the measured arrivals, seconds after the start) the first and last arrival too."""
+    zone = ZoneInfo(tz)
+
+    def stamp(epoch_s: float) -> str:
+        return datetime.fromtimestamp(epoch_s, zone).isoformat(timespec="seconds")
+
+    end_s, learned_s = start_epoch_s + duration_s, start_epoch_s - warmup_days * DAY_S
+    out: dict[str, object] = {
+        "learned": [stamp(learned_s), stamp(start_epoch_s)] if warmup_days > 0 else None,
+        "measured": [stamp(start_epoch_s), stamp(end_s)],
+    }
+    if not isinstance(traffic, TraceReplay | RateSeries):
+        return out
+    tr = traffic.trace
+
+    def at(epoch_s: float, end: bool = False) -> str:
+        """The file's time at ``epoch_s``; ``end``: an exclusive end, so a full pass ends at the file's end."""
+        offset = traffic.trace_offset_s(epoch_s - 1e-6 if end else epoch_s) + (1e-6 if end else 0.0)
+        return trace_time(tr.t0_s, tr.dated, offset)
+
+    out["trace"] = {
+        "path": tr.path,
+        "learned": [at(learned_s), at(start_epoch_s, end=True)] if warmup_days > 0 else None,
+        "measured": [at(start_epoch_s), at(end_s, end=True)],
+        "first_arrival": at(start_epoch_s + arrivals_s[0]) if len(arrivals_s) else None,
+        "last_arrival": at(start_epoch_s + arrivals_s[-1]) if len(arrivals_s) else None,
+        "loops": traffic.loop,
+        "repeats_learned": bool(
+            traffic.loop and warmup_days > 0 and (warmup_days * DAY_S + duration_s) > traffic.span_s + 1e-6
+        ),
+    }
+    return out
 
 
 def _start_epoch(inp: ScenarioInput, tz: str) -> float:
@@ -121,9 +190,12 @@ def build_simulation(
         ZoneInfo(tz)
     except Exception:
         raise InputError(f"--tz = {tz!r}: not an IANA time zone") from None
-    traffic = _traffic(inp, tz)
+    if not math.isfinite(inp.warmup_days) or inp.warmup_days < 0:
+        raise InputError(f"--warmup-days = {inp.warmup_days}: must be >= 0")
+    start_s = _start_epoch(inp, tz)
+    traffic = _traffic(inp, tz, start_s)
     base_dir = inp.config_path.parent if inp.config_path is not None else None
-    options = RunOptions(_start_epoch(inp, tz), inp.days * 86400.0, inp.seed, base_dir, tz)
+    options = RunOptions(start_s, inp.days * DAY_S, inp.seed, base_dir, tz)
     try:
         sim = Simulation(cfg, pool, traffic, options, progress=progress)
     except ValueError as exc:

@@ -2,7 +2,9 @@
 file and line.
 
 ``load_request_trace(path)`` → offsets from the first request plus token counts; ``load_rate_trace(path)`` →
-piecewise-constant rate series. ``skip_bad_rows=True`` counts bad rows instead of failing."""
+piecewise-constant rate series. ``skip_bad_rows=True`` counts bad rows instead of failing. Both keep the file's
+first timestamp (``t0_s``, and whether it was a date) so a run can name the part of the trace it replayed in the
+file's own terms (``trace_time``)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ import csv
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["RateTrace", "RequestTrace", "TraceError", "load_rate_trace", "load_request_trace"]
+__all__ = ["RateTrace", "RequestTrace", "TraceError", "load_rate_trace", "load_request_trace", "trace_time"]
 
 TIME_COLUMNS = ("timestamp", "time", "time_s", "arrival_s", "window_start_s", "start_s", "t")
 PROMPT_COLUMNS = ("contexttokens", "context_tokens", "prompt_tokens", "input_tokens")
@@ -37,6 +39,8 @@ class RequestTrace:
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     skipped_rows: int = 0
+    t0_s: float = 0.0  # the file's first time value (seconds; since 1970 when it was a date)
+    dated: bool = False  # the time column held dates, not seconds
 
     def __len__(self) -> int:
         return len(self.offsets_s)
@@ -49,6 +53,8 @@ class RateTrace:
     widths_s: np.ndarray
     rates_per_s: np.ndarray
     skipped_rows: int = 0
+    t0_s: float = 0.0
+    dated: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -75,6 +81,27 @@ def _parse_time(text: str) -> float:
         pass
     stamp = datetime.fromisoformat(text)
     return stamp.timestamp() if stamp.tzinfo else (stamp - datetime(1970, 1, 1)).total_seconds()
+
+
+def _is_date(text: str) -> bool:
+    try:
+        float(text.strip())
+    except ValueError:
+        return True
+    return False
+
+
+def _dated(rows: list[tuple[int, list[str]]], column: int) -> bool:
+    """Whether the time column holds dates, judged on the first row that has the column."""
+    return next((_is_date(row[column]) for _, row in rows if len(row) > column), False)
+
+
+def trace_time(t0_s: float, dated: bool, offset_s: float) -> str:
+    """A position in a trace as its file would write it: a date (UTC if the file had no zone) or seconds."""
+    value = t0_s + offset_s
+    if dated:
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
+    return f"{value:.3f}".rstrip("0").rstrip(".") + " s"
 
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -133,13 +160,15 @@ def load_request_trace(path: str | Path, *, skip_bad_rows: bool = False) -> Requ
     times, prompts, outputs = zip(*parsed, strict=True)
     t_arr = np.asarray(times, dtype=np.float64)
     order = np.argsort(t_arr, kind="stable")
-    t_arr = t_arr[order] - t_arr[order[0]]
+    t0 = float(t_arr[order[0]])
     return RequestTrace(
         str(path),
-        t_arr,
+        t_arr[order] - t0,
         np.asarray(prompts, dtype=np.int64)[order],
         np.asarray(outputs, dtype=np.int64)[order],
         skipped,
+        t0,
+        _dated(rows, ti),
     )
 
 
@@ -171,4 +200,5 @@ def load_rate_trace(
     gaps = np.diff(s)
     last = float(np.median(gaps)) if len(gaps) else 60.0
     widths = np.append(gaps, last)
-    return RateTrace(str(path), s, widths, np.asarray(rates, dtype=np.float64), skipped)
+    dated = _dated(rows, ti)
+    return RateTrace(str(path), s, widths, np.asarray(rates, dtype=np.float64), skipped, float(starts[0]), dated)

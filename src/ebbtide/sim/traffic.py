@@ -210,58 +210,85 @@ class ConstantRate:
 
 @dataclass
 class TraceReplay:
-    """Replays a request trace from the run's start, time-compressed by ``rate_scale``; ``loop`` repeats."""
+    """A request trace whose first row falls at epoch ``origin_s``, time-compressed by ``rate_scale``; ``loop``
+    repeats it end to end. A window [start, end) gets the rows that fall inside it, wherever it starts: the days
+    before a measured window are the trace's earlier rows (history), never the measured rows again."""
 
     trace: RequestTrace
     rate_scale: float = 1.0
     loop: bool = False
+    origin_s: float = 0.0
     name: str = "trace"
 
-    def chunks(self, start_s: float, end_s: float, rng: np.random.Generator) -> Iterator[Arrivals]:
-        tr = self.trace
-        n = len(tr)
+    @property
+    def span_s(self) -> float:
+        """One pass, in run seconds: the last row's offset plus one mean gap, compressed."""
+        tr, n = self.trace, len(self.trace)
         gap = float(tr.offsets_s[-1]) / (n - 1) if n > 1 else 1.0
-        period = (float(tr.offsets_s[-1]) + gap) / self.rate_scale
-        base = start_s
-        while base < end_s:
-            times = base + tr.offsets_s / self.rate_scale
-            keep = times < end_s
-            for lo in range(0, int(keep.sum()), 50_000):
-                hi = min(lo + 50_000, int(keep.sum()))
+        return (float(tr.offsets_s[-1]) + gap) / self.rate_scale
+
+    def trace_offset_s(self, epoch_s: float) -> float:
+        """Where in the file (seconds after its first row) epoch ``epoch_s`` of the run falls."""
+        return ((epoch_s - self.origin_s) % self.span_s if self.loop else epoch_s - self.origin_s) * self.rate_scale
+
+    def chunks(self, start_s: float, end_s: float, rng: np.random.Generator) -> Iterator[Arrivals]:
+        tr, period = self.trace, self.span_s
+        offsets = tr.offsets_s / self.rate_scale
+        k = max(0, math.floor((start_s - self.origin_s) / period)) if self.loop else 0
+        while (base := self.origin_s + k * period) < end_s:
+            lo = int(np.searchsorted(offsets, start_s - base, side="left"))
+            hi = int(np.searchsorted(offsets, end_s - base, side="left"))
+            for a in range(lo, hi, 50_000):
+                b = min(a + 50_000, hi)
                 yield (
-                    (times[lo:hi] - start_s).tolist(),
-                    tr.prompt_tokens[lo:hi].tolist(),
-                    tr.output_tokens[lo:hi].tolist(),
+                    (base + offsets[a:b] - start_s).tolist(),
+                    tr.prompt_tokens[a:b].tolist(),
+                    tr.output_tokens[a:b].tolist(),
                 )
             if not self.loop:
                 return
-            base += period
+            k += 1
 
 
 @dataclass
 class RateSeries:
-    """Poisson arrivals at a rate following a series (piecewise constant) × ``rate_scale``; loops."""
+    """Poisson arrivals at a rate following a series (piecewise constant) × ``rate_scale``, its first piece at
+    epoch ``origin_s``; ``loop`` repeats the series end to end. Like ``TraceReplay``, a window gets the part of
+    the series that falls inside it."""
 
     trace: RateTrace
     rate_scale: float = 1.0
-    loop: bool = True
+    loop: bool = False
     tokens: TokenModel = field(default_factory=TokenModel)
+    origin_s: float = 0.0
     name: str = "rate-trace"
 
+    @property
+    def span_s(self) -> float:
+        return self.trace.duration_s
+
+    def trace_offset_s(self, epoch_s: float) -> float:
+        return (epoch_s - self.origin_s) % self.span_s if self.loop else epoch_s - self.origin_s
+
     def chunks(self, start_s: float, end_s: float, rng: np.random.Generator) -> Iterator[Arrivals]:
-        tr, base = self.trace, start_s
-        while base < end_s:
-            for lo in range(0, len(tr.starts_s), 6):
-                s = base + tr.starts_s[lo : lo + 6]
-                w = np.minimum(tr.widths_s[lo : lo + 6], np.maximum(end_s - s, 0.0))
-                if s[0] >= end_s:
-                    return
-                times = poisson_pieces(rng, s, w, tr.rates_per_s[lo : lo + 6] * self.rate_scale)
+        tr, period = self.trace, self.span_s
+        group = max(1, round(HOUR_S / float(np.median(tr.widths_s))))  # about an hour of pieces per chunk
+        k = max(0, math.floor((start_s - self.origin_s) / period)) if self.loop else 0
+        while (base := self.origin_s + k * period) < end_s:
+            piece_start = base + tr.starts_s
+            piece_end = piece_start + tr.widths_s
+            lo = int(np.searchsorted(piece_end, start_s, side="right"))
+            hi = int(np.searchsorted(piece_start, end_s, side="left"))
+            for a in range(lo, hi, group):
+                b = min(a + group, hi)
+                s = np.maximum(piece_start[a:b], start_s)
+                w = np.maximum(np.minimum(piece_end[a:b], end_s) - s, 0.0)
+                times = poisson_pieces(rng, s, w, tr.rates_per_s[a:b] * self.rate_scale)
                 prompt, output = self.tokens.sample(rng, len(times))
                 yield (times - start_s).tolist(), prompt, output
             if not self.loop:
                 return
-            base += tr.duration_s
+            k += 1
 
 
 PROFILES = ("business-hours", "constant")
