@@ -108,6 +108,8 @@ class Results:
         self._w_ttft = np.zeros(N_BUCKETS, dtype=np.int64)
         self._w_rejected = self._w_activity = self._w_minutes = 0
         self.windows = self.windows_ok = 0
+        # One entry per SLO window in time order: 1 met, 0 missed, -1 idle (not counted); per-day attainment.
+        self.window_outcomes = array("b")
         self.minutes = 0
         self.timeline = {c: array("d") for c in TIMELINE_COLUMNS}
         self.marks: list[Mark] = []
@@ -199,6 +201,9 @@ class Results:
             )
             self.windows += 1
             self.windows_ok += int(ok)
+            self.window_outcomes.append(int(ok))
+        else:
+            self.window_outcomes.append(-1)
         self._w_lat[:] = 0
         self._w_ttft[:] = 0
         self._w_rejected = self._w_activity = self._w_minutes = 0
