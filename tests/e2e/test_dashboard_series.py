@@ -84,6 +84,27 @@ def test_sampler_rates_windowed_percentiles_ring_buffer_and_series_file(tmp_path
     assert len(read_series(tmp_path / "series.jsonl")) == 5
 
 
+def test_a_burst_before_the_first_sample_shows_in_the_first_rate() -> None:
+    """Requests that all land between the gateway's start and the sampler's first tick are drawn: the first
+    sample's rate counts from construction. (Before, the first sample took the counter as its baseline, so this
+    burst, which is the whole of a short load test on a fast machine, showed as rps 0 forever.)"""
+    rt = _runtime()
+    rt.pools = {}  # as in serve: the sampler is built with the app, before the runtime starts its pools
+    sampler = SeriesSampler(rt, None)
+    rt.pools = _runtime().pools
+    rt.pools["default"].arrivals_total = 12
+    rt.wall.t += 2.0
+    assert sampler.sample()[0].rps == pytest.approx(6.0)
+    rt.wall.t += 1.0
+    assert sampler.sample()[0].rps == 0.0  # and the next sample does not count them again
+    started_with_traffic = _runtime()
+    started_with_traffic.pools["default"].arrivals_total = 5
+    later = SeriesSampler(started_with_traffic, None)  # counts from its own construction, not from 0
+    started_with_traffic.pools["default"].arrivals_total = 9
+    started_with_traffic.wall.t += 1.0
+    assert later.sample()[0].rps == pytest.approx(4.0)
+
+
 def test_report_payload_from_a_series_file_inlines_everything(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"timeline\.csv"):
         load_run(tmp_path)

@@ -94,8 +94,9 @@ class _Replica(Protocol):
 
 
 class SeriesSampler:
-    """Usage: ``sampler = SeriesSampler(runtime, state_dir)``; ``sampler.sample()`` once a second;
-    ``sampler.since(t)`` for the dashboard; ``sampler.close()`` at shutdown."""
+    """Usage: ``sampler = SeriesSampler(runtime, state_dir)`` when the gateway starts; ``sampler.sample()`` once
+    a second; ``sampler.since(t)`` for the dashboard; ``sampler.close()`` at shutdown. The first sample's rate
+    covers everything since construction (a pool that appears later counts from 0)."""
 
     def __init__(
         self, runtime: Any, state_dir: Path | None, *, keep_s: int = 3600, window_s: int = 15
@@ -104,7 +105,9 @@ class SeriesSampler:
         self.samples: deque[Sample] = deque(maxlen=keep_s * max(1, len(runtime.cfg.pools)))
         self._lat: deque[dict[str, Buckets]] = deque(maxlen=window_s + 1)
         self._ttft: deque[dict[str, Buckets]] = deque(maxlen=window_s + 1)
-        self._last: tuple[float, dict[str, int]] | None = None
+        # The first sample's rate counts from here (the gateway's start), not from the first sample: a burst
+        # that lands before the first tick would otherwise be folded into the baseline and never drawn.
+        self._last: tuple[float, dict[str, int]] = (runtime.wall.now(), _arrivals(runtime))
         self._file: IO[str] | None = None
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -117,11 +120,11 @@ class SeriesSampler:
         self._lat.append(histogram_buckets(m.duration))
         self._ttft.append(histogram_buckets(m.ttft))
         costs = counter_values(m.cost)
-        arrivals = {name: pr.arrivals_total for name, pr in rt.pools.items()}
-        dt = now - self._last[0] if self._last else 0.0
+        arrivals = _arrivals(rt)
+        dt = now - self._last[0]
         out = []
         for name, pr in rt.pools.items():
-            before = self._last[1].get(name, arrivals[name]) if self._last else arrivals[name]
+            before = self._last[1].get(name, 0)
             lat = _minus(self._lat[-1].get(name, ()), self._lat[0].get(name))
             ttft = _minus(self._ttft[-1].get(name, ()), self._ttft[0].get(name))
             live: list[_Replica] = pr.fleet.live_replicas()
@@ -149,6 +152,10 @@ class SeriesSampler:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _arrivals(runtime: Any) -> dict[str, int]:
+    return {name: pr.arrivals_total for name, pr in runtime.pools.items()}
 
 
 def _hourly(pr: Any, live: Iterable[_Replica]) -> float:
