@@ -199,7 +199,14 @@ class GatewaySpec(_Spec):
         default_factory=lambda: ["interactive", "batch"], min_length=1,
         description="Queue classes, highest priority first; API keys name one (unknown classes rank last).",
     )
-    anonymous_class: str = Field("interactive", description="Class of requests when no API keys are configured.")
+    auth: Literal["none", "keys"] | None = Field(
+        None,
+        description="'keys': every request needs an active API key (none active = all 401, never open); 'none': "
+        "open, refused on a non-loopback host without `--insecure`; unset: 'keys' once any key was ever created "
+        "in the state dir or when the host is not loopback, else 'none' until the first key is created. "
+        "`--auth` overrides.",
+    )
+    anonymous_class: str = Field("interactive", description="Class of requests when auth is 'none'.")
 
 
 class LocalProviderSpec(_Spec):

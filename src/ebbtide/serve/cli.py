@@ -47,16 +47,20 @@ def serve(
     state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="SQLite store, admin token, replica logs and leases."),
     time_scale: float = typer.Option(1.0, min=0.001, help="Policy seconds per wall second (60 = 1 min per s)."),
     keep_replicas: bool = typer.Option(False, help="On stop, leave replicas running for a restarted controller."),
-    insecure: bool = typer.Option(False, help="Allow a non-loopback bind with no API keys (anyone can call)."),
+    auth: str | None = typer.Option(None, help="none | keys (default from config gateway.auth; see docs)."),
+    insecure: bool = typer.Option(False, help="Allow auth none on a non-loopback bind (anyone can call)."),
     dashboard_public: bool = typer.Option(False, help="Serve /dashboard without the admin token."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
     from ebbtide.providers.ray.provider import RayUnavailable
-    from ebbtide.serve.server import InsecureBind, PortInUse, run_server
+    from ebbtide.serve.server import AuthRefused, PortInUse, run_server
 
     console = Console()
     cfg = load_or_default(config, console)
-    gateway = cfg.gateway.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    if auth not in (None, "none", "keys"):
+        raise typer.BadParameter(f"--auth = {auth!r}: expected none or keys")
+    overrides = (("host", host), ("port", port), ("auth", auth))
+    gateway = cfg.gateway.model_copy(update={k: v for k, v in overrides if v is not None})
     cfg = cfg.model_copy(update={"gateway": gateway})
     try:
         uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console, insecure=insecure,
@@ -64,7 +68,7 @@ def serve(
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    except InsecureBind as exc:
+    except AuthRefused as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except RayUnavailable as exc:

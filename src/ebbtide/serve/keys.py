@@ -4,7 +4,8 @@ A key reads ``ebt_<key_id>_<secret>``; only ``key_id`` (for lookup and display) 
 the whole key are stored, so the database never holds a usable key. :meth:`KeyStore.verify` runs per request:
 it answers from an in-memory cache keyed by the key's SHA-256 and re-reads a cheap signature of the table
 (rows, revoked rows) at most once per ``recheck_s``, clearing the cache when it changed — so a revocation made
-by another process (``ebbtide keys revoke``) takes effect within ``recheck_s`` (1 s by default).
+by another process (``ebbtide keys revoke``) takes effect within ``recheck_s`` (1 s by default). Keys are never
+deleted (revocation stamps ``revoked_at``), so :meth:`KeyStore.ever_had_keys` stays true once a key was created.
 
 Usage::
 
@@ -158,9 +159,22 @@ class KeyStore:
         return self.get(key_id) if cur.rowcount else None
 
     def has_keys(self) -> bool:
-        """Any active key? With none the gateway stays open (loopback only); refreshed like :meth:`verify`."""
+        """Any active key? Refreshed like :meth:`verify` (at most once per ``recheck_s``)."""
+        return self.counts()[1] > 0
+
+    def ever_had_keys(self) -> bool:
+        """Was any key ever created here, revoked or not? Rows are never deleted, so this never turns false.
+
+        The gateway's default auth mode rests on it: a store that ever held a key keeps the gateway on ``keys``,
+        so revoking the last key refuses everyone instead of opening the gateway.
+        """
+        return self.counts()[0] > 0
+
+    def counts(self) -> tuple[int, int]:
+        """``(keys ever created, active keys)``, refreshed like :meth:`verify`."""
         self._maybe_recheck()
-        return self._signature[0] > self._signature[1]
+        total, revoked = self._signature
+        return total, total - revoked
 
     def verify(self, key: str) -> KeyRecord | None:
         """The active record for a presented key, or None (unknown, malformed, wrong secret or revoked)."""

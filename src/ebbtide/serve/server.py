@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import secrets
 import signal
@@ -19,28 +18,17 @@ from ebbtide.core.explain import explain
 from ebbtide.providers.factory import build_provider
 from ebbtide.serve.admin import decision_dict
 from ebbtide.serve.app import create_app
-from ebbtide.serve.auth import Gatekeeper
+from ebbtide.serve.auth import AuthRefused, Gatekeeper, decide_auth, is_loopback
 from ebbtide.serve.clock import PolicyClock
 from ebbtide.serve.keys import KeyStore
 from ebbtide.serve.runtime import Runtime
 from ebbtide.serve.store import Store
 
-__all__ = ["PortInUse", "admin_token", "bind_socket", "run_server"]
+__all__ = ["AuthRefused", "PortInUse", "admin_token", "bind_socket", "is_loopback", "run_server"]
 
 
 class PortInUse(Exception):
     pass
-
-
-class InsecureBind(Exception):
-    pass
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def admin_token(state_dir: Path) -> str:
@@ -98,17 +86,17 @@ async def run_server(
     console = console or Console()
     state_dir.mkdir(parents=True, exist_ok=True)
     keys = KeyStore(state_dir / "ebbtide.db")
-    if not is_loopback(cfg.gateway.host) and not keys.has_keys() and not insecure:
+    try:
+        auth = decide_auth(cfg.gateway.auth, cfg.gateway.host, *keys.counts(), insecure, str(state_dir))
+    except AuthRefused:
         keys.close()
-        raise InsecureBind(
-            f"refusing to listen on {cfg.gateway.host} with no API keys: create one with `ebbtide keys create "
-            f"--tenant NAME --state-dir {state_dir}`, bind 127.0.0.1, or pass --insecure"
-        )
+        raise
     sock = bind_socket(cfg.gateway.host, cfg.gateway.port)
     token = admin_token(state_dir)
     store = Store(state_dir / "ebbtide.db")
+    gatekeeper = Gatekeeper(keys, cfg.gateway.anonymous_class, auth, lambda msg: console.print(msg, highlight=False))
     runtime = Runtime(cfg, store, build_provider(cfg, state_dir), PolicyClock(time_scale),
-                      console_reporter(console), gatekeeper=Gatekeeper(keys, cfg.gateway.anonymous_class),
+                      console_reporter(console), gatekeeper=gatekeeper,
                       notice_dir=state_dir / "notices")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,6 +111,9 @@ async def run_server(
         host, port = sock.getsockname()[:2]
         console.print(f"ebbtide serving on http://{host}:{port}  pools: {', '.join(runtime.pools)}  "
                       f"state: {state_dir}", highlight=False)
+        console.print(auth.describe(), highlight=False)
+        if auth.warning:
+            console.print(f"[yellow]warning:[/yellow] {auth.warning}", highlight=False)
         await stop.wait()
         console.print("stopping: draining replicas" if not keep_replicas else "stopping: leaving replicas running")
     finally:
