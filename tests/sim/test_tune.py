@@ -11,7 +11,7 @@ import yaml
 from ebbtide.config import Config
 from ebbtide.plan.baselines import with_policies
 from ebbtide.plan.runner import Variant, run_variants
-from ebbtide.plan.tune import TuneError, _next_probes, candidates, tune
+from ebbtide.plan.tune import TuneError, _next_probes, candidates, split_train_test, tune
 from tests.sim.test_compare_fixtures import small_scenario
 
 
@@ -48,3 +48,28 @@ def test_tune_returns_a_pasteable_config_that_meets_the_floor(tmp_path: Path) ->
 def test_unknown_policy_kind_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TuneError, match="--policy = 'schedule'"):
         tune(small_scenario(tmp_path, hours=0.5, warmup_days=0), "schedule")
+
+
+def test_out_of_sample_tune_searches_the_training_hours_and_reports_the_winner_on_the_next_ones(
+    tmp_path: Path,
+) -> None:
+    scn = small_scenario(tmp_path, seed=2, hours=2.0, warmup_days=1)
+    hour = 1 / 24
+    result = tune(scn, "target_tracking", min_slo=0.9, budget=4, workers=2, train_days=hour, test_days=hour)
+    train, test = split_train_test(scn, hour, hour)
+    assert test is not None and test.warmup_days == pytest.approx(1 + hour)
+    assert result["train"]["window"]["measured"] == ["2028-02-23T00:00:00-05:00", "2028-02-23T01:00:00-05:00"]
+    assert result["test"]["window"]["measured"] == ["2028-02-23T01:00:00-05:00", "2028-02-23T02:00:00-05:00"]
+    best = result["best"]
+    assert best is not None
+    # The test figure is the winner run on the test hour, which the search never ran.
+    (spec,) = Config.model_validate({"pools": [{"name": "p", "scaling": {"policies": best["policies"]}}]}).pools[
+        0
+    ].scaling.policies
+    (again,) = run_variants(test, [Variant("again", with_policies(scn.pool, [spec]))], workers=1)
+    assert again["cost_usd"] == result["test"]["best"]["cost_usd"]
+    assert again["slo_attainment"] == result["test"]["best"]["slo_attainment"]
+    (on_train,) = run_variants(train, [Variant("again", with_policies(scn.pool, [spec]))], workers=1)
+    assert on_train["cost_usd"] == best["cost_usd"]
+    with pytest.raises(TuneError, match="must fit in"):
+        tune(scn, "target_tracking", train_days=2 * hour, test_days=hour)

@@ -24,7 +24,16 @@ from ebbtide.plan.oracle import Oracle, arrivals_of, oracle, slo_throughput
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
 from ebbtide.sim.scenario import window_json
 
-__all__ = ["POLICY_KEYS", "Comparison", "compare", "scenario_oracle", "variants_for"]
+__all__ = [
+    "POLICY_KEYS",
+    "Comparison",
+    "MeasuredOracle",
+    "compare",
+    "comparison_json",
+    "measured_oracle",
+    "scenario_oracle",
+    "variants_for",
+]
 
 POLICY_KEYS = (
     "name",
@@ -41,6 +50,7 @@ POLICY_KEYS = (
     "rejected",
     "policies",
     "bounds",
+    "per_day",
     "wall_s",
 )
 
@@ -87,6 +97,7 @@ def variants_for(scn: Scenario, thr_rps: float) -> list[Variant]:
 
 def _oracle_json(o: Oracle, days: float) -> dict[str, Any]:
     return {
+        "daily_cost_usd": [round(c, 2) for c in o.daily_cost_usd],
         "cost_usd": round(o.cost_usd, 2),
         "cost_per_day_usd": round(o.cost_usd / days, 2),
         "replica_hours": round(o.replica_hours, 3),
@@ -117,16 +128,29 @@ class Comparison:
     timelines: dict[str, list[int]]  # replicas per minute: the oracle's need, then each run's capacity
 
 
-def compare(scn: Scenario, workers: int = 2) -> Comparison:
-    began = time.perf_counter()
+@dataclass(frozen=True)
+class MeasuredOracle:
+    """The oracle of one seed's measured days and the window those days are (``window_json``)."""
+
+    oracle: Oracle
+    window: dict[str, Any]
+
+
+def measured_oracle(scn: Scenario) -> MeasuredOracle:
     opt = scn.options
     arrivals = arrivals_of(scn.traffic, opt.start_epoch_s, opt.duration_s, opt.seed)
-    orc = scenario_oracle(scn, arrivals)
-    runs = run_variants(scn, variants_for(scn, orc.throughput.rps), workers)
-    days = scn.options.duration_s / DAY_S
-    ends = [float(arrivals[0][0]), float(arrivals[0][-1])] if len(arrivals[0]) else []  # first and last arrival
+    times = arrivals[0]
+    ends = [float(times[0]), float(times[-1])] if len(times) else []  # first and last arrival
     window = window_json(scn.traffic, opt.start_epoch_s, opt.duration_s, scn.warmup_days, scn.tz, ends)
-    result = {
+    return MeasuredOracle(scenario_oracle(scn, arrivals), window)
+
+
+def comparison_json(
+    scn: Scenario, mo: MeasuredOracle, runs: list[dict[str, Any]], wall_s: float
+) -> dict[str, Any]:
+    """The ``--json`` object of one seed: scenario, oracle, one row per policy."""
+    days = scn.options.duration_s / DAY_S
+    return {
         "config": str(scn.config_path) if scn.config_path is not None else None,
         "pool": scn.pool.name,
         "traffic": scn.traffic.name,
@@ -134,13 +158,20 @@ def compare(scn: Scenario, workers: int = 2) -> Comparison:
         "tz": scn.tz,
         "days": days,
         "warmup_days": scn.warmup_days,
-        "window": window,
+        "window": mo.window,
         "seed": scn.options.seed,
         "slo": scn.cfg.slo.model_dump(),
         "hourly_usd": _price(scn).effective_hourly_usd,
-        "oracle": _oracle_json(orc, days),
-        "policies": [_policy_json(r, orc.cost_usd, days) for r in runs],
-        "wall_s": round(time.perf_counter() - began, 2),
+        "oracle": _oracle_json(mo.oracle, days),
+        "policies": [_policy_json(r, mo.oracle.cost_usd, days) for r in runs],
+        "wall_s": round(wall_s, 2),
     }
-    timelines = {"oracle": list(orc.needed), **{r["name"]: r["capacity_by_minute"] for r in runs}}
+
+
+def compare(scn: Scenario, workers: int = 2) -> Comparison:
+    began = time.perf_counter()
+    mo = measured_oracle(scn)
+    runs = run_variants(scn, variants_for(scn, mo.oracle.throughput.rps), workers)
+    result = comparison_json(scn, mo, runs, time.perf_counter() - began)
+    timelines = {"oracle": list(mo.oracle.needed), **{r["name"]: r["capacity_by_minute"] for r in runs}}
     return Comparison(result, timelines)

@@ -27,6 +27,7 @@ __all__ = [
     "Oracle",
     "SloThroughput",
     "arrivals_of",
+    "daily_costs",
     "needed_replicas",
     "oracle",
     "schedule",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 BUCKET_S = 60.0
+DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class Oracle:
     bucket_s: float
     needed: tuple[int, ...]
     requests: int
+    daily_cost_usd: tuple[float, ...] = ()  # the cost of each day of the run (the last may be partial)
 
 
 def arrivals_of(
@@ -138,4 +141,16 @@ def oracle(
         BUCKET_S,
         tuple(needed),
         len(times_s),
+        daily_costs(intervals, price, duration_s),
     )
+
+
+def daily_costs(intervals: list[tuple[float, float]], price: Price, duration_s: float) -> tuple[float, ...]:
+    """Each day's share of the billing intervals, billed as the twin's cumulative cost is (per second)."""
+    days = math.ceil(duration_s / DAY_S - 1e-9)
+    out = []
+    for d in range(days):
+        lo, hi = d * DAY_S, min((d + 1) * DAY_S, duration_s)
+        clipped = [(max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi]
+        out.append(fleet_cost(clipped, price).cost_usd)
+    return tuple(out)

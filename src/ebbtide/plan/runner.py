@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +43,8 @@ __all__ = [
     "Variant",
     "cold_start_quantile_s",
     "load_scenario",
+    "per_day",
+    "run_jobs",
     "run_variant",
     "run_variants",
     "scenario_from",
@@ -167,13 +170,45 @@ def run_variant(scn: Scenario, variant: Variant) -> dict[str, Any]:
     ]
     out["bounds"] = [variant.pool.scaling.min_replicas, variant.pool.scaling.max_replicas]
     out["capacity_by_minute"] = [int(c) for c in sim.results.timeline["capacity"]]
+    out["per_day"] = per_day(sim)
     return out
 
 
-def run_variants(scn: Scenario, variants: list[Variant], workers: int = 2) -> list[dict[str, Any]]:
-    """Runs on ``workers`` processes; every run is seeded, so results do not depend on the worker count."""
-    if workers <= 1 or len(variants) <= 1:
-        return [run_variant(scn, v) for v in variants]
+def per_day(sim: Simulation) -> list[dict[str, Any]]:
+    """Cost and SLO attainment of each measured day (the last may be partial), from the minute timeline and
+    the SLO windows' outcomes."""
+    cost = sim.results.timeline["cost_usd"]
+    outcomes = np.frombuffer(sim.results.window_outcomes, dtype=np.int8)
+    per_window = max(1, round(sim.cfg.slo.window_s / 60.0))
+    rows: list[dict[str, Any]] = []
+    for d in range(math.ceil(sim.opt.duration_s / DAY_S - 1e-9)):
+        first, last = d * 1440, min((d + 1) * 1440, len(cost)) - 1
+        windows = outcomes[d * 1440 // per_window : (d + 1) * 1440 // per_window]
+        counted = int((windows >= 0).sum())
+        rows.append(
+            {
+                "day": d,
+                "cost_usd": round(cost[last] - (cost[first - 1] if first else 0.0), 2),
+                "slo_windows": counted,
+                "slo_attainment": round(int((windows == 1).sum()) / counted, 4) if counted else None,
+            }
+        )
+    return rows
+
+
+def _run_job(job: tuple[Scenario, Variant]) -> dict[str, Any]:
+    return run_variant(*job)
+
+
+def run_jobs(jobs: list[tuple[Scenario, Variant]], workers: int = 2) -> list[dict[str, Any]]:
+    """Runs on ``workers`` processes, results in input order; every run is seeded, so results do not depend
+    on the worker count."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [run_variant(*job) for job in jobs]
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(variants)), mp_context=ctx) as pool:
-        return list(pool.map(run_variant, [scn] * len(variants), variants))
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        return list(pool.map(_run_job, jobs))
+
+
+def run_variants(scn: Scenario, variants: list[Variant], workers: int = 2) -> list[dict[str, Any]]:
+    return run_jobs([(scn, v) for v in variants], workers)

@@ -10,11 +10,16 @@ monotone parameter and runs that cost seconds each, a bracket spends the budget 
 general optimiser such as optuna would spend most of a 10-run budget exploring). The SLO is noisy, not
 strictly monotone, so the winner is the cheapest *evaluated* setting that met the floor; every trial is
 reported.
+
+Out of sample: the search runs on a training window (``train_days``, after the warm-up) and the winner is then
+run, with the untuned setting beside it, on the test window that follows (``test_days``), which no trial saw.
+Both figures are reported; the test one is what to expect on days to come.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +31,10 @@ from ebbtide.core.policies.ongoing_requests import OngoingRequestsSpec
 from ebbtide.core.policies.queue_depth import QueueDepthSpec
 from ebbtide.core.policies.target_tracking import TargetTrackingSpec
 from ebbtide.plan.baselines import predictive_spec, with_policies, with_predictive_lead
-from ebbtide.plan.compare import scenario_oracle
+from ebbtide.plan.compare import measured_oracle
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
 
-__all__ = ["TUNABLE", "TuneError", "candidates", "tune"]
+__all__ = ["TUNABLE", "TuneError", "candidates", "split_train_test", "tune"]
 
 TUNABLE = {
     "predictive": "capacity_per_replica_rps",
@@ -56,8 +61,8 @@ def candidates(kind: str, slo_rps: float, slots: int) -> list[float]:
     return sorted({float(v) for v in np.unique(np.linspace(1, max(slots, 2), 16).round())})
 
 
-def _base_spec(scn: Scenario, kind: str, slo_rps: float, lead_s: float) -> tuple[PoolSpec, int | None]:
-    """The pool whose policy is tuned and the index of that policy (None: the pool gets only that policy)."""
+def _base_spec(scn: Scenario, kind: str, slo_rps: float, lead_s: float) -> tuple[PoolSpec, int]:
+    """The pool whose policy is tuned and the index of that policy (the pool's own, else a fresh one alone)."""
     pool = with_predictive_lead(scn.pool, lead_s)
     for i, p in enumerate(pool.scaling.policies):
         if getattr(p, "kind", None) == kind:
@@ -87,17 +92,10 @@ def _next_probes(lo: int, hi: int, width: int) -> list[int]:
     return sorted({lo + round((hi - lo) * (k + 1) / (width + 1)) for k in range(width)})
 
 
-def tune(
-    scn: Scenario, kind: str, *, min_slo: float = 0.99, budget: int = 10, workers: int = 2
-) -> dict[str, Any]:
-    if kind not in TUNABLE:
-        raise TuneError(f"--policy = {kind!r}: must be one of {', '.join(TUNABLE)}")
-    began = time.perf_counter()
-    param = TUNABLE[kind]
-    slo_rps = scenario_oracle(scn).throughput.rps
-    pool, index = _base_spec(scn, kind, slo_rps, cold_start_quantile_s(scn.cold, 0.9))
-    assert index is not None
-    grid = candidates(kind, slo_rps, pool.engine.slots)
+def _search(
+    scn: Scenario, pool: PoolSpec, index: int, param: str, grid: list[float], min_slo: float, budget: int, workers: int
+) -> list[dict[str, Any]]:
+    """The bracketing search on ``scn``'s measured days: every evaluated setting, in evaluation order."""
     days = scn.options.duration_s / DAY_S
     trials: list[dict[str, Any]] = []
     lo, hi, width = -1, len(grid), max(1, workers)
@@ -123,14 +121,88 @@ def tune(
                 hi = min(hi, i)
         if lo >= hi:  # not monotone here: stop rather than chase noise
             break
+    return trials
+
+
+def split_train_test(scn: Scenario, train_days: float, test_days: float) -> tuple[Scenario, Scenario | None]:
+    """The training window (the scenario's first ``train_days``) and the test window right after it, whose
+    learning policies have also learned the training days (they happened before it)."""
+    opt = scn.options
+    train = replace(scn, options=replace(opt, duration_s=train_days * DAY_S))
+    if test_days <= 0:
+        return train, None
+    test = replace(
+        scn,
+        options=replace(opt, start_epoch_s=opt.start_epoch_s + train_days * DAY_S, duration_s=test_days * DAY_S),
+        warmup_days=scn.warmup_days + train_days,
+    )
+    return train, test
+
+
+def _test_json(scn: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    mo = measured_oracle(scn)
+    days = scn.options.duration_s / DAY_S
+    oracle_cost = mo.oracle.cost_usd
+
+    def row(run: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "cost_usd": run["cost_usd"],
+            "cost_per_day_usd": round(run["cost_usd"] / days, 2),
+            "slo_attainment": run["slo_attainment"],
+            "ratio_to_oracle": round(run["cost_usd"] / oracle_cost, 4) if oracle_cost > 0 else None,
+        }
+
+    return {
+        "window": mo.window,
+        "days": days,
+        "oracle_cost_per_day_usd": round(oracle_cost / days, 2),
+        "best": row(runs[0]),
+        "untuned": row(runs[1]) if len(runs) > 1 else None,
+    }
+
+
+def tune(
+    scn: Scenario,
+    kind: str,
+    *,
+    min_slo: float = 0.99,
+    budget: int = 10,
+    workers: int = 2,
+    train_days: float | None = None,
+    test_days: float = 0.0,
+) -> dict[str, Any]:
+    """Search on the first ``train_days`` of ``scn`` (default: all of it), then, with ``test_days``, run the
+    winner and the untuned setting on the days after them, which the search never saw."""
+    if kind not in TUNABLE:
+        raise TuneError(f"--policy = {kind!r}: must be one of {', '.join(TUNABLE)}")
+    began = time.perf_counter()
+    total_days = scn.options.duration_s / DAY_S
+    train_days = total_days - test_days if train_days is None else train_days
+    if train_days <= 0 or test_days < 0 or train_days + test_days > total_days + 1e-9:
+        raise TuneError(f"--train-days {train_days:g} + --test-days {test_days:g}: must fit in {total_days:g} days")
+    train, test = split_train_test(scn, train_days, test_days)
+    param = TUNABLE[kind]
+    mo = measured_oracle(train)
+    slo_rps = mo.oracle.throughput.rps
+    pool, index = _base_spec(scn, kind, slo_rps, cold_start_quantile_s(scn.cold, 0.9))
+    grid = candidates(kind, slo_rps, pool.engine.slots)
+    trials = _search(train, pool, index, param, grid, min_slo, budget, workers)
     passing = [t for t in trials if t["meets"]]
     best = min(passing, key=lambda t: (t["cost_usd"], -t["value"])) if passing else None
-    return {
+    result: dict[str, Any] = {
         "policy": kind,
         "parameter": param,
         "min_slo": min_slo,
         "grid": grid,
+        "train": {"window": mo.window, "days": train_days},
         "trials": sorted(trials, key=lambda t: t["value"]),
         "best": best,
-        "wall_s": round(time.perf_counter() - began, 2),
+        "test": None,
     }
+    if test is not None and best is not None:
+        untuned = pool.scaling.policies[index]
+        tuned = _variant(pool, index, param, best["value"])
+        runs = run_variants(test, [tuned, Variant("untuned", pool)], workers)
+        result["test"] = {**_test_json(test, runs), "untuned_value": getattr(untuned, param)}
+    result["wall_s"] = round(time.perf_counter() - began, 2)
+    return result

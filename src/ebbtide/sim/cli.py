@@ -13,59 +13,28 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ebbtide.config import ConfigError
+from ebbtide.sim.options import NO_OPTIONS, TrafficOptions, traffic_options
 
 __all__ = ["register"]
 
 
+@traffic_options
 def simulate(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="ebbtide.yaml (default: the embedded pool)."
-    ),
-    pool: str | None = typer.Option(None, help="Pool to simulate (default: the first)."),
-    traffic: str | None = typer.Option(
-        None, help="Named profile: business-hours (default) or constant (--rps)."
-    ),
-    trace: Path | None = typer.Option(
-        None, help="Replay a request trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)."
-    ),
-    rate_trace: Path | None = typer.Option(None, help="Poisson arrivals following a rate series CSV."),
-    rate_scale: float = typer.Option(1.0, help="Multiply rates (a trace is time-compressed by this factor)."),
-    rps: float | None = typer.Option(None, help="Rate of the constant profile, requests/s."),
-    loop: bool = typer.Option(False, "--loop", help="Repeat a --trace until the end of the run."),
-    time_column: str | None = typer.Option(None, help="--rate-trace time column (auto-detected)."),
-    rate_column: str | None = typer.Option(None, help="--rate-trace rate column (auto-detected)."),
-    skip_bad_rows: bool = typer.Option(False, help="Skip malformed trace rows (counted) instead of failing."),
-    start: str | None = typer.Option(None, help="First day, e.g. 2028-02-23 (default: that Wednesday)."),
-    tz: str | None = typer.Option(
-        None, help="Time zone of --start (default: the pool's schedule time zone)."
     ),
     days: float = typer.Option(1.0, help="Simulated days."),
     seed: int = typer.Option(0, help="Random seed: same seed, same result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object and nothing else."),
     out: Path | None = typer.Option(None, help="Write timeline.csv and PNG plots here."),
+    traffic_opts: TrafficOptions = NO_OPTIONS,
 ) -> None:
     """Run a config against a day or a week of modelled traffic with the same core as `ebbtide serve`."""
     from ebbtide.sim.output import summary, write_outputs
-    from ebbtide.sim.scenario import ScenarioInput, build_simulation
+    from ebbtide.sim.scenario import build_simulation
 
     err = Console(stderr=True)
-    inp = ScenarioInput(
-        config,
-        pool,
-        traffic,
-        trace,
-        rate_trace,
-        rate_scale,
-        rps,
-        loop,
-        time_column,
-        rate_column,
-        skip_bad_rows,
-        start,
-        tz,
-        days,
-        seed,
-    )
+    inp = traffic_opts.scenario_input(config, days=days, seed=seed)
     try:
         with Progress(
             TextColumn("simulating"),
