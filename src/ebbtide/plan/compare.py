@@ -20,9 +20,10 @@ import numpy as np
 
 from ebbtide.core.cost import Price
 from ebbtide.plan.baselines import baselines, with_predictive_lead
-from ebbtide.plan.oracle import Oracle, arrivals_of, oracle, slo_throughput
+from ebbtide.plan.oracle import Oracle, SloThroughput, arrivals_of, oracle, slo_throughput
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
 from ebbtide.sim.scenario import window_json
+from ebbtide.sim.unforecast import UnforecastTraffic
 
 __all__ = [
     "POLICY_KEYS",
@@ -30,6 +31,7 @@ __all__ = [
     "MeasuredOracle",
     "compare",
     "comparison_json",
+    "forecast_throughput",
     "measured_oracle",
     "scenario_oracle",
     "variants_for",
@@ -60,18 +62,32 @@ def _price(scn: Scenario) -> Price:
     return Price(r.hourly_usd, r.billing, r.spot.hourly_usd if r.spot else None)
 
 
-def scenario_oracle(scn: Scenario, arrivals: tuple[np.ndarray, ...] | None = None) -> Oracle:
-    """The oracle of the measured days: the arrivals the twin draws for this seed, served at the SLO."""
-    times, prompt, output = arrivals or arrivals_of(
-        scn.traffic, scn.options.start_epoch_s, scn.options.duration_s, scn.options.seed
-    )
-    if len(times):
+def _throughput(scn: Scenario, prompt: np.ndarray, output: np.ndarray) -> SloThroughput:
+    if len(prompt):
         p_tok = (float(np.mean(prompt)), float(np.percentile(prompt, 95)))
         o_tok = (float(np.mean(output)), float(np.percentile(output, 95)))
     else:
         p_tok = (float(scn.service.prompt_ref_tokens),) * 2
         o_tok = (300.0, 300.0)
-    thr = slo_throughput(scn.service, scn.cfg.slo, p_tok, o_tok)
+    return slo_throughput(scn.service, scn.cfg.slo, p_tok, o_tok)
+
+
+def forecast_throughput(scn: Scenario, measured: SloThroughput) -> float:
+    """Requests/s per replica at the SLO that the policies are configured with: the oracle's, except that an
+    unforecast change of the request mix is not known in advance (the policy keeps the usual mix's figure)."""
+    traffic, opt = scn.traffic, scn.options
+    if not isinstance(traffic, UnforecastTraffic) or traffic.spec.mix_output == 1.0:
+        return measured.rps
+    _, prompt, output = arrivals_of(traffic.inner, opt.start_epoch_s, opt.duration_s, opt.seed)
+    return _throughput(scn, prompt, output).rps
+
+
+def scenario_oracle(scn: Scenario, arrivals: tuple[np.ndarray, ...] | None = None) -> Oracle:
+    """The oracle of the measured days: the arrivals the twin draws for this seed, served at the SLO."""
+    times, prompt, output = arrivals or arrivals_of(
+        scn.traffic, scn.options.start_epoch_s, scn.options.duration_s, scn.options.seed
+    )
+    thr = _throughput(scn, prompt, output)
     scaling = scn.pool.scaling
     sim = scn.pool.sim
     initial = (
@@ -130,10 +146,12 @@ class Comparison:
 
 @dataclass(frozen=True)
 class MeasuredOracle:
-    """The oracle of one seed's measured days and the window those days are (``window_json``)."""
+    """The oracle of one seed's measured days, the window those days are (``window_json``) and the
+    throughput at the SLO the policies are configured with (``forecast_throughput``)."""
 
     oracle: Oracle
     window: dict[str, Any]
+    policy_rps: float
 
 
 def measured_oracle(scn: Scenario) -> MeasuredOracle:
@@ -142,7 +160,8 @@ def measured_oracle(scn: Scenario) -> MeasuredOracle:
     times = arrivals[0]
     ends = [float(times[0]), float(times[-1])] if len(times) else []  # first and last arrival
     window = window_json(scn.traffic, opt.start_epoch_s, opt.duration_s, scn.warmup_days, scn.tz, ends)
-    return MeasuredOracle(scenario_oracle(scn, arrivals), window)
+    orc = scenario_oracle(scn, arrivals)
+    return MeasuredOracle(orc, window, forecast_throughput(scn, orc.throughput))
 
 
 def comparison_json(
@@ -171,7 +190,7 @@ def comparison_json(
 def compare(scn: Scenario, workers: int = 2) -> Comparison:
     began = time.perf_counter()
     mo = measured_oracle(scn)
-    runs = run_variants(scn, variants_for(scn, mo.oracle.throughput.rps), workers)
+    runs = run_variants(scn, variants_for(scn, mo.policy_rps), workers)
     result = comparison_json(scn, mo, runs, time.perf_counter() - began)
     timelines = {"oracle": list(mo.oracle.needed), **{r["name"]: r["capacity_by_minute"] for r in runs}}
     return Comparison(result, timelines)

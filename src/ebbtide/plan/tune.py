@@ -183,7 +183,7 @@ def tune(
     train, test = split_train_test(scn, train_days, test_days)
     param = TUNABLE[kind]
     mo = measured_oracle(train)
-    slo_rps = mo.oracle.throughput.rps
+    slo_rps = mo.policy_rps
     pool, index = _base_spec(scn, kind, slo_rps, cold_start_quantile_s(scn.cold, 0.9))
     grid = candidates(kind, slo_rps, pool.engine.slots)
     trials = _search(train, pool, index, param, grid, min_slo, budget, workers)

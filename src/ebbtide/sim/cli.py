@@ -34,8 +34,8 @@ def simulate(
     from ebbtide.sim.scenario import build_simulation
 
     err = Console(stderr=True)
-    inp = traffic_opts.scenario_input(config, days=days, seed=seed)
     try:
+        inp = traffic_opts.scenario_input(config, days=days, seed=seed)
         with Progress(
             TextColumn("simulating"),
             BarColumn(),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import typer
 
 from ebbtide.sim.scenario import ScenarioInput
+from ebbtide.sim.unforecast import unforecast_from_flags
 
 __all__ = ["NO_OPTIONS", "TrafficOptions", "traffic_options"]
 
@@ -46,12 +47,22 @@ class TrafficOptions:
     skip_bad_rows: bool = False
     start: str | None = None
     tz: str | None = None
+    holiday: str | None = None
+    growth: float | None = None
+    shift: str | None = None
+    burst: str | None = None
+    mix_output: str | None = None
 
     def scenario_input(
         self, config_path: Path | None, *, days: float, seed: int, warmup_days: float = 0.0
     ) -> ScenarioInput:
-        shared = {f.name: getattr(self, f.name) for f in fields(self)}
-        return ScenarioInput(config_path=config_path, days=days, seed=seed, warmup_days=warmup_days, **shared)
+        """Raises ``UnforecastError`` (a ValueError naming the flag) for a bad scenario flag."""
+        scenario = {"holiday", "growth", "shift", "burst", "mix_output"}
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in scenario}
+        unforecast = unforecast_from_flags(self.holiday, self.growth, self.shift, self.burst, self.mix_output)
+        return ScenarioInput(
+            config_path=config_path, days=days, seed=seed, warmup_days=warmup_days, unforecast=unforecast, **shared
+        )
 
 
 NO_OPTIONS = TrafficOptions()
@@ -103,6 +114,35 @@ _OPTIONS: tuple[tuple[str, Any, Any], ...] = (
         "tz",
         str | None,
         typer.Option(None, "--tz", help="Time zone of --start and of profiles (default: the pool's schedule's)."),
+    ),
+    (
+        "holiday",
+        str | None,
+        typer.Option(None, "--holiday", help="Unforecast: this weekday (YYYY-MM-DD) gets the Sunday before's traffic."),
+    ),
+    (
+        "growth",
+        float | None,
+        typer.Option(None, "--growth", help="Unforecast: traffic grows this % a week, from the first learned day."),
+    ),
+    (
+        "shift",
+        str | None,
+        typer.Option(
+            None, "--shift", help="Unforecast: H[@HH:MM]: from then (default: the start) traffic comes H hours early."
+        ),
+    ),
+    (
+        "burst",
+        str | None,
+        typer.Option(None, "--burst", help="Unforecast: KxMm@HH:MM: K times the rate for M minutes, e.g. 3x30m@12:00."),
+    ),
+    (
+        "mix_output",
+        str | None,
+        typer.Option(
+            None, "--mix-output", help="Unforecast: X[@HH:MM]: from then (default: the start) outputs X x longer."
+        ),
     ),
 )
 

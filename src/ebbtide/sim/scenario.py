@@ -24,6 +24,7 @@ from ebbtide.config import Config, ConfigError, PoolSpec, default_config, load_c
 from ebbtide.sim.run import RunOptions, Simulation
 from ebbtide.sim.traces import load_rate_trace, load_request_trace, trace_time
 from ebbtide.sim.traffic import RateSeries, TraceReplay, Traffic, make_profile
+from ebbtide.sim.unforecast import Unforecast, UnforecastTraffic
 
 __all__ = ["DAY_S", "DEFAULT_START", "InputError", "ScenarioInput", "build_simulation", "pool_tz", "window_json"]
 
@@ -53,6 +54,7 @@ class ScenarioInput:
     days: float = 1.0
     seed: int = 0
     warmup_days: float = 0.0  # days learned before --start: a trace's first row falls there
+    unforecast: Unforecast | None = None  # traffic the forecast did not see (sim/unforecast.py)
 
 
 def pool_tz(pool: PoolSpec) -> str:
@@ -107,12 +109,15 @@ def _traffic(inp: ScenarioInput, tz: str, start_epoch_s: float) -> Traffic:
 
 
 def _check_covers(traffic: TraceReplay | RateSeries, inp: ScenarioInput, source: str) -> None:
-    have, need = traffic.span_s / DAY_S, inp.warmup_days + inp.days
+    ahead = max(0.0, inp.unforecast.shift_hours / 24) if inp.unforecast is not None else 0.0  # shifted reads
+    have, need = traffic.span_s / DAY_S, inp.warmup_days + inp.days + ahead
     if traffic.loop or have >= need - 1e-9:
         return
     asked = f"--days {inp.days:g}"
     if inp.warmup_days:
         asked = f"--warmup-days {inp.warmup_days:g} + {asked}"
+    if ahead:
+        asked += f" + --shift {24 * ahead:g} h"
     scaled = f" at --rate-scale {inp.rate_scale:g}" if isinstance(traffic, TraceReplay) else ""
     raise InputError(
         f"{source} covers {have:.6g} days{scaled}, shorter than the {need:g} days asked for ({asked}): give "
@@ -140,6 +145,9 @@ def window_json(
         "learned": [stamp(learned_s), stamp(start_epoch_s)] if warmup_days > 0 else None,
         "measured": [stamp(start_epoch_s), stamp(end_s)],
     }
+    if isinstance(traffic, UnforecastTraffic):
+        out["unforecast"] = traffic.spec.label()
+        traffic = traffic.inner
     if not isinstance(traffic, TraceReplay | RateSeries):
         return out
     tr = traffic.trace
@@ -194,6 +202,8 @@ def build_simulation(
         raise InputError(f"--warmup-days = {inp.warmup_days}: must be >= 0")
     start_s = _start_epoch(inp, tz)
     traffic = _traffic(inp, tz, start_s)
+    if inp.unforecast is not None and inp.unforecast.active:
+        traffic = UnforecastTraffic(traffic, inp.unforecast, start_s, start_s - inp.warmup_days * DAY_S, tz)
     base_dir = inp.config_path.parent if inp.config_path is not None else None
     options = RunOptions(start_s, inp.days * DAY_S, inp.seed, base_dir, tz)
     try:
