@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +20,10 @@ from typing import Any
 import psutil
 import yaml
 
-__all__ = ["GatewayProcess", "engine_processes", "gateway", "http_json", "wait_for", "write_config"]
+__all__ = ["CHAT_BODY", "GatewayProcess", "LoadLoop", "engine_processes", "gateway", "http_json", "wait_for",
+           "write_config"]
+
+CHAT_BODY = {"model": "tiny", "messages": [{"role": "user", "content": "count"}], "max_tokens": 256}
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
@@ -48,6 +52,79 @@ def http_json(
             return exc.code, json.loads(raw)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
+
+
+class LoadLoop:
+    """Closed-loop clients, bounded in count (``max_requests``) and time (``max_s``), that record one code per
+    request in ``codes``: the HTTP status, or - when no HTTP answer came (reset, closed, refused, timed out) - the
+    exception's name, e.g. ``"RemoteDisconnected"``, ``"ConnectionResetError"``, ``"TimeoutError"``.
+
+    ``http_json`` raises on a transport failure, and a client thread that let it escape would stop quietly and
+    take its failed request with it; here every request, whatever happens to it, lands in ``codes``. Each
+    failure's reason is kept in ``failures``; ``describe()`` is the message for ``assert set(load.codes) == {200}``.
+    Leaving the ``with`` block stops the clients (they finish the request in flight).
+    """
+
+    def __init__(self, url: str, clients: int, *, max_s: float = 180, max_requests: int = 20_000,
+                 path: str = "/v1/chat/completions", body: Any = None, timeout_s: float = 60) -> None:
+        self.url, self.path, self.timeout_s = url, path, timeout_s
+        self.body = CHAT_BODY if body is None else body
+        self.codes: list[int | str] = []
+        self.failures: list[tuple[int | str, str]] = []
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + max_s
+        self._left = max_requests
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _take_one(self) -> bool:
+        with self._lock:
+            if self.stop.is_set() or time.monotonic() >= self.deadline or self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def _run(self) -> None:
+        while self._take_one():
+            code, reason = self._one()
+            if code != 200:
+                self.failures.append((code, reason))
+            self.codes.append(code)
+
+    def _one(self) -> tuple[int | str, str]:
+        try:
+            status, answer = http_json(self.url + self.path, self.body, timeout=self.timeout_s)
+        except urllib.error.URLError as exc:  # urllib wraps refusals and some timeouts: name the cause
+            cause = exc.reason if isinstance(exc.reason, BaseException) else exc
+            return type(cause).__name__, repr(exc)
+        except Exception as exc:  # every way a request can fail is a failed request, never a lost one
+            return type(exc).__name__, repr(exc)
+        return status, "" if status == 200 else str(answer)[:300]
+
+    def done(self) -> bool:
+        """Every client has stopped: the count or time bound was reached, or the loop was told to stop."""
+        return not any(t.is_alive() for t in self.threads)
+
+    def describe(self) -> str:
+        counts: dict[str, int] = {}
+        for code in self.codes:
+            counts[str(code)] = counts.get(str(code), 0) + 1
+        first = "; ".join(f"{code}: {reason}" for code, reason in self.failures[:5])
+        return f"{counts} over {len(self.codes)} requests" + (f"; first failures: {first}" if first else "")
+
+    def __enter__(self) -> LoadLoop:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        give_up = time.monotonic() + self.timeout_s + 10
+        for t in self.threads:
+            t.join(max(0.0, give_up - time.monotonic()))
+        stuck = sum(t.is_alive() for t in self.threads)
+        if stuck and exc[0] is None:
+            raise AssertionError(f"{stuck} load clients still running {self.timeout_s + 10}s after stop")
 
 
 def write_config(path: Path, model_path: Path, **overrides: Any) -> Path:

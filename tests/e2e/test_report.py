@@ -3,16 +3,14 @@ every chart in headless Chromium with no network, plus PNGs."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_dashboard import ARTIFACTS, browser_page
-from tests.gateway_harness import gateway, wait_for, write_config
+from tests.gateway_harness import LoadLoop, gateway, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -58,14 +56,12 @@ def test_report_of_a_live_state_dir(tmp_path: Path, tiny_gguf_path: Path, free_p
         "policies": [{"kind": "target_tracking", "target": 1, "scale_out_datapoints": 1}]})
     state = tmp_path / "state"
     with gateway(cfg, state, free_port, "--time-scale", "60") as gw:
-        body = json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 8}).encode()
-        for _ in range(20):
-            req = urllib.request.Request(gw.url + "/v1/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                assert resp.status == 200
-        wait_for(lambda: gw.admin("/admin/api/decisions")[1]["decisions"], 20, "a scaling decision")
-        wait_for(lambda: len((state / "series.jsonl").read_text().splitlines()) >= 4, 20, "four samples")
+        body = {"model": "tiny", "prompt": "hi", "max_tokens": 8}
+        # Load until a decision and four samples exist (however fast this machine is), bounded in count and time.
+        with LoadLoop(gw.url, clients=2, max_s=120, max_requests=5_000, path="/v1/completions", body=body) as load:
+            wait_for(lambda: gw.admin("/admin/api/decisions")[1]["decisions"], 60, "a scaling decision")
+            wait_for(lambda: len((state / "series.jsonl").read_text().splitlines()) >= 4, 60, "four samples")
+        assert load.codes and set(load.codes) == {200}, load.describe()
     bad = _ebbtide("report", "--from", str(tmp_path), "--out", str(tmp_path / "x.html"))
     assert bad.returncode == 2 and "timeline.csv" in bad.stdout
     done = _ebbtide("report", "--from", str(state), "--out", str(tmp_path / "live.html"))

@@ -24,8 +24,7 @@ from ebbtide.engines import Health, build_engine
 from ebbtide.providers.base import Launched
 from ebbtide.providers.ray.cluster import LocalRayCluster, NodeSpec
 from ebbtide.providers.ray.provider import RayProvider
-from tests.gateway_harness import GatewayProcess, gateway, http_json, wait_for, write_config
-from tests.integration.test_scaling import BODY, LoadLoop
+from tests.gateway_harness import CHAT_BODY, GatewayProcess, LoadLoop, gateway, http_json, wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -126,11 +125,11 @@ def test_scale_out_and_in_through_ray_without_failed_requests(nodes: LocalRayClu
                  "policies": [{"kind": "queue_depth", "target": 1, "scale_down_stabilization_s": 120}]},
     )  # fmt: skip
     with gateway(cfg, tmp_path / "state", free_port, "--time-scale", "60", timeout_s=120) as gw:
-        with LoadLoop(gw.url, clients=6, max_s=120) as load:
+        with LoadLoop(gw.url, clients=6) as load:
             wait_for(lambda: len(gw.replicas("tiny")) >= 2, 110, "scale-out to 2 ready replicas")
             hosts = sorted(host(r["url"]) or "" for r in gw.replicas("tiny"))
         assert hosts == [HEAD_IP, WORKER_IP]
-        assert load.codes and set(load.codes) == {200}, sorted(set(load.codes))
+        assert load.codes and set(load.codes) == {200}, load.describe()
         wait_for(lambda: len(gw.replicas("tiny")) == 1 and not gw.replicas("tiny", "draining"), 60,
                  "scale-in back to 1")
         assert len(events(gw, "stopped")) == 1
@@ -160,5 +159,5 @@ def test_lost_worker_node_replica_is_failed_and_replaced_on_head(nodes: LocalRay
         wait_for(replaced_on_head, 120, "a replacement replica ready on the head")
         assert lost not in {r["id"] for r in gw.replicas("tiny")}
         for _ in range(4):
-            status, body = http_json(gw.url + "/v1/chat/completions", {**BODY, "max_tokens": 8})
+            status, body = http_json(gw.url + "/v1/chat/completions", {**CHAT_BODY, "max_tokens": 8})
             assert status == 200, body
