@@ -1,14 +1,18 @@
 """Gateway overhead: what ebbtide adds per request, vs the bare stub engine and LiteLLM's proxy, in one run.
 
-Usage: ``.venv/bin/python bench/gateway_overhead.py [--latency-s 5] [--throughput-s 8] [--connections 32]``
-→ bench/results/gateway_overhead.json.
+Usage: ``.venv/bin/python bench/gateway_overhead.py [--latency-s 5] [--throughput-s 8] [--connections 32]
+[--skip-litellm] [--auth keys|none]`` → bench/results/gateway_overhead.json.
 
 The upstream is ebbtide's stub engine (``ebbtide.testing.stub_engine``: canned answers, 16 SSE chunks), so
 every millisecond measured is the proxy's. wrk (Debian package; installed with apt-get when missing and root)
 sends a fixed POST body from a Lua script: a Python client would burn ~5× the CPU of the servers it measures.
 For each target (direct, ebbtide, LiteLLM) and mode (JSON, stream):
 - latency: one connection for ``--latency-s`` → p50/p99; "added" = target − direct;
-- throughput: ``--connections`` connections for ``--throughput-s`` → requests/s (non-2xx counted, must be 0).
+- throughput: ``--connections`` connections for ``--throughput-s`` → requests/s.
+Every wrk run (warm-ups too) must report 0 "Non-2xx or 3xx responses" and 0 "Socket errors": otherwise the
+numbers measure error paths, so the run still writes its JSON (``"failures"``) and exits 1 naming each bad run.
+ebbtide runs with API keys on (``--auth keys``, the default): a key is created in its state dir and wrk sends
+``Authorization: Bearer``, as LiteLLM gets its master key, so the per-request key check is in the measurement.
 LiteLLM ``litellm[proxy]>=1.108,<1.109`` lives in bench/.venv-litellm (created here; never a project
 dependency) and runs offline (local cost map, no telemetry) with 1 worker.
 """
@@ -20,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -34,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from ebbtide.serve.keys import KeyStore
 from ebbtide.testing.stub_engine import spawn_stub
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +49,9 @@ LITELLM_SPEC = "litellm[proxy]>=1.108,<1.109"
 CHUNKS = 16
 GOAL_ADDED_P50_MS = 0.5
 GOAL_RPS_VS_LITELLM = 3.0
+# wrk prints these two lines only when they are not zero (wrk counts HTTP status >= 400 as "Non-2xx or 3xx").
+NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)")
+SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 LUA = """
 wrk.method = "POST"
@@ -125,15 +134,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+def create_key(state_dir: Path) -> str:
+    """A fresh API key in ``state_dir``'s key store (what `ebbtide keys create` does): the gateway then runs keys."""
+    store = KeyStore(state_dir / "ebbtide.db")
+    try:
+        return store.create("bench")[0]
+    finally:
+        store.close()
+
+
 @contextlib.contextmanager
-def ebbtide_gateway(stub_url: str, workdir: Path) -> Iterator[str]:
+def ebbtide_gateway(stub_url: str, workdir: Path, key: str, auth: str) -> Iterator[str]:
     port = free_port()
     cfg = {"pools": [{
         "name": "stub",
         "engine": {"kind": "openai", "url": stub_url + "/v1", "slots": 1024},
         "replica": {"health_interval_s": 1},
         "scaling": {"min_replicas": 1, "max_replicas": 1},
-    }], "gateway": {"max_queue": 10_000}}
+    }], "gateway": {"max_queue": 10_000, "auth": auth}}
     (workdir / "ebbtide.yaml").write_text(yaml.safe_dump(cfg))
     log = open(workdir / "ebbtide.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
@@ -143,7 +161,11 @@ def ebbtide_gateway(stub_url: str, workdir: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ok(url + "/v1/chat/completions", body(False), {}, 60, proc)
+        wait_ok(url + "/v1/chat/completions", body(False), {"Authorization": f"Bearer {key}"} if key else {}, 60,
+                proc)
+        logged = (workdir / "ebbtide.log").read_text(errors="replace")
+        if f"auth: {auth} (" not in logged:
+            raise RuntimeError(f"ebbtide did not log 'auth: {auth}' at startup:\n{logged}")
         yield url
     finally:
         stop(proc)
@@ -189,6 +211,13 @@ def run_wrk(
     if line is None:
         raise RuntimeError(f"wrk gave no summary: {out.stdout}\n{out.stderr}")
     r = json.loads(line.removeprefix("WRKJSON "))
+    non2xx = NON_2XX_RE.search(out.stdout)
+    sockets = SOCKET_RE.search(out.stdout)
+    printed = {"non2xx": int(non2xx.group(1)) if non2xx else 0,
+               **dict(zip(("connect", "read", "write", "timeout"),
+                          (int(g) for g in sockets.groups()) if sockets else (0, 0, 0, 0), strict=True))}
+    if any(printed[k] != r[k] for k in printed):  # two views of one count: a mismatch means the parse is wrong
+        raise RuntimeError(f"wrk's printed errors {printed} differ from its Lua summary: {out.stdout}")
     return {
         "requests": r["requests"],
         "rps": round(r["requests"] / (r["duration_us"] / 1e6), 1),
@@ -199,16 +228,20 @@ def run_wrk(
     }
 
 
-def measure(wrk: str, lua: Path, base: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    wrk: str, lua: Path, target: str, base: str, key: str, args: argparse.Namespace, failures: list[str]
+) -> dict[str, Any]:
+    """Latency and throughput runs per mode; each run with a non-2xx or socket error is added to ``failures``."""
     url = base + "/v1/chat/completions"
     out: dict[str, Any] = {}
     for mode, stream in (("json", False), ("stream", True)):
         payload = body(stream)
-        run_wrk(wrk, lua, url, payload, key, 4, 1)  # warm-up: connection pools, caches
-        out[mode] = {
-            "latency_c1": run_wrk(wrk, lua, url, payload, key, 1, args.latency_s),
-            "throughput": run_wrk(wrk, lua, url, payload, key, args.connections, args.throughput_s),
-        }
+        runs = {"warm_up": run_wrk(wrk, lua, url, payload, key, 4, 1)}  # connection pools, caches
+        runs["latency_c1"] = run_wrk(wrk, lua, url, payload, key, 1, args.latency_s)
+        runs["throughput"] = run_wrk(wrk, lua, url, payload, key, args.connections, args.throughput_s)
+        failures += [f"{target} {mode} {name}: {run['errors']} in {run['requests']} requests"
+                     for name, run in runs.items() if run["errors"]]
+        out[mode] = {k: v for k, v in runs.items() if k != "warm_up"}
         print(f"  {mode}: {json.dumps(out[mode])}", file=sys.stderr)
     return out
 
@@ -241,12 +274,15 @@ def main() -> None:
     parser.add_argument("--throughput-s", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-litellm", action="store_true", help="Only direct vs ebbtide.")
+    parser.add_argument("--auth", choices=("keys", "none"), default="keys",
+                        help="ebbtide's gateway.auth: keys (a key is created, wrk sends it) or none (open).")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     wrk = ensure_wrk()
     if not args.skip_litellm:
         ensure_litellm()
     results: dict[str, Any] = {}
+    failures: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="ebbtide-bench-") as tmp,
         spawn_stub(free_port(), chunks=CHUNKS) as stub,
@@ -255,29 +291,35 @@ def main() -> None:
         lua = work / "post.lua"
         lua.write_text(LUA)
         print(f"direct → stub {stub}", file=sys.stderr)
-        results["direct"] = measure(wrk, lua, stub, "", args)
-        with ebbtide_gateway(stub, work) as gw:
-            print(f"ebbtide → {gw}", file=sys.stderr)
-            results["ebbtide"] = measure(wrk, lua, gw, "", args)
+        results["direct"] = measure(wrk, lua, "direct", stub, "", args, failures)
+        ebb_key = create_key(work / "state") if args.auth == "keys" else ""
+        with ebbtide_gateway(stub, work, ebb_key, args.auth) as gw:
+            print(f"ebbtide (auth {args.auth}) → {gw}", file=sys.stderr)
+            results["ebbtide"] = measure(wrk, lua, "ebbtide", gw, ebb_key, args, failures)
         if not args.skip_litellm:
             key = "sk-bench-" + secrets.token_hex(16)
             with litellm_proxy(stub, work, key) as lite:
                 print(f"LiteLLM → {lite}", file=sys.stderr)
-                results["litellm"] = measure(wrk, lua, lite, key, args)
+                results["litellm"] = measure(wrk, lua, "litellm", lite, key, args, failures)
     doc = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "setup": {"upstream": f"ebbtide stub engine, {CHUNKS} SSE chunks", "client": "wrk -t1 (Lua POST)",
                   "latency_connections": 1, "throughput_connections": args.connections,
-                  "latency_s": args.latency_s, "throughput_s": args.throughput_s, "litellm": LITELLM_SPEC},
+                  "latency_s": args.latency_s, "throughput_s": args.throughput_s, "litellm": LITELLM_SPEC,
+                  "ebbtide_auth": args.auth, "litellm_auth": "master key"},
         "goals": {"added_p50_ms_max": GOAL_ADDED_P50_MS, "rps_vs_litellm_min": GOAL_RPS_VS_LITELLM},
         "results": results,
         "summary": summarize(results),
+        "failures": failures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc["summary"], indent=2))
     print(f"wrote {args.out}", file=sys.stderr)
+    if failures:
+        sys.exit("FAILED: runs with non-2xx responses or socket errors, so their numbers are not the proxy's "
+                 "normal path:\n  " + "\n  ".join(failures))
 
 
 if __name__ == "__main__":
