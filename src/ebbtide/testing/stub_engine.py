@@ -4,6 +4,12 @@ Serves ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` and ``
 (JSON, or SSE with ``chunks`` chunks when ``stream`` is true; fewer when ``max_tokens`` is smaller) and
 ``GET /metrics`` with llama.cpp's metric names, so the ``openai`` and ``llamacpp`` engine parsers read it.
 
+For tests that need many requests open at once whatever the machine's speed, the stub can *hold* them:
+``POST /stub/hold`` (optional JSON ``{"timeout_s": 60}``) makes every completion that arrives afterwards stop
+(a stream after its first chunk, a JSON answer before its body) until ``POST /stub/release``, or until its
+timeout, so the test waits for the state it needs instead of guessing a delay. ``GET /stub/stats`` reports
+``requests``, ``processing``, ``held``, ``peak_held``, ``hold_timeouts`` and ``by_path`` as JSON.
+
 Run it::
 
     python -m ebbtide.testing.stub_engine --port 9000 [--chunks 16] [--delay-ms 0] [--chunk-delay-ms 0]
@@ -32,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["StubConfig", "StubStats", "create_stub_app", "main", "spawn_stub", "stub_server"]
+__all__ = ["Hold", "StubConfig", "StubStats", "create_stub_app", "main", "spawn_stub", "stub_server"]
 
 WORD = "stub"
 _MAX_CACHED_BODIES = 256
@@ -53,10 +59,22 @@ class StubStats:
     prompt_tokens: int = 0
     predicted_tokens: int = 0
     by_path: dict[str, int] = field(default_factory=dict)
+    held: int = 0  # completions waiting now for POST /stub/release
+    peak_held: int = 0
+    hold_timeouts: int = 0  # held completions that gave up waiting (a test that never released)
+
+
+@dataclass
+class Hold:
+    """While ``gate`` is set, new completions wait on it (at most ``timeout_s``) before they finish."""
+
+    gate: asyncio.Event | None = None
+    timeout_s: float = 60.0
 
 
 STATS: web.AppKey[StubStats] = web.AppKey("stub_stats", StubStats)
 CONFIG: web.AppKey[StubConfig] = web.AppKey("stub_config", StubConfig)
+HOLD: web.AppKey[Hold] = web.AppKey("stub_hold", Hold)
 # Canned bodies by (kind, model, n, stream): rendering JSON per request would make the stub, not the gateway,
 # the bottleneck of a benchmark.
 BODIES: web.AppKey[dict[tuple[str, str, int, bool], bytes]] = web.AppKey("stub_bodies", dict)
@@ -132,6 +150,7 @@ def _completion(kind: str) -> Any:
             stats.prompt_tokens += 1
             stats.predicted_tokens += n
             if not stream:
+                await _wait_if_held(request.app)
                 return web.Response(body=_body(request.app, kind, str(model), n, False),
                                     content_type="application/json")
             return await _stream(request, _body(request.app, kind, str(model), n, True), cfg.chunk_delay_ms)
@@ -145,12 +164,57 @@ async def _stream(request: web.Request, body: bytes, chunk_delay_ms: float) -> w
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     events = body.split(b"\n\n")[:-1]
-    for event in events:
+    for i, event in enumerate(events):
         await response.write(event + b"\n\n")
+        if i == 0:
+            await _wait_if_held(request.app)
         if chunk_delay_ms:
             await asyncio.sleep(chunk_delay_ms / 1000)
     await response.write_eof()
     return response
+
+
+async def _wait_if_held(app: web.Application) -> None:
+    hold, stats = app[HOLD], app[STATS]
+    if hold.gate is None:
+        return
+    stats.held += 1
+    stats.peak_held = max(stats.peak_held, stats.held)
+    try:
+        await asyncio.wait_for(hold.gate.wait(), hold.timeout_s)
+    except TimeoutError:
+        stats.hold_timeouts += 1
+    finally:
+        stats.held -= 1
+
+
+async def _hold(request: web.Request) -> web.Response:
+    hold = request.app[HOLD]
+    raw = await request.read()
+    try:
+        timeout_s = json.loads(raw).get("timeout_s", 60.0) if raw else 60.0
+    except (ValueError, AttributeError):
+        return _error(400, 'body must be a JSON object like {"timeout_s": 60}')
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+        return _error(400, f"timeout_s = {timeout_s!r}: must be a number > 0")
+    hold.timeout_s = float(timeout_s)
+    if hold.gate is None:
+        hold.gate = asyncio.Event()
+    return web.json_response({"holding": True, "timeout_s": hold.timeout_s})
+
+
+async def _release(request: web.Request) -> web.Response:
+    hold = request.app[HOLD]
+    if hold.gate is not None:
+        hold.gate.set()
+        hold.gate = None
+    return web.json_response({"holding": False, "released": request.app[STATS].held})
+
+
+async def _stats(request: web.Request) -> web.Response:
+    s = request.app[STATS]
+    return web.json_response({"requests": s.requests, "processing": s.processing, "held": s.held,
+                              "peak_held": s.peak_held, "hold_timeouts": s.hold_timeouts, "by_path": s.by_path})
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -190,11 +254,15 @@ def create_stub_app(config: StubConfig | None = None) -> web.Application:
     app[CONFIG] = cfg
     app[STATS] = StubStats()
     app[BODIES] = {}
+    app[HOLD] = Hold()
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/v1/chat/completions", _completion("chat"))
     app.router.add_post("/v1/completions", _completion("completions"))
+    app.router.add_post("/stub/hold", _hold)
+    app.router.add_post("/stub/release", _release)
+    app.router.add_get("/stub/stats", _stats)
     return app
 
 
