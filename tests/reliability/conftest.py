@@ -30,9 +30,10 @@ def write_stub_config(path: Path, stub_url: str, slots: int = 1100) -> Path:
 
 @pytest.fixture(scope="module")
 def stub_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
-    """(gateway, stub URL), one per module: the stub streams 16 chunks 10 ms apart, so streams overlap."""
+    """(gateway, stub URL), one per module. The stub answers at once (16 chunks); a test that needs streams to
+    overlap holds them in the stub (``/stub/hold`` … ``/stub/release``) rather than slowing every answer."""
     tmp_path = tmp_path_factory.mktemp("stub-gateway")
-    with spawn_stub(_free_port(), chunks=16, chunk_delay_ms=10) as stub_url:
+    with spawn_stub(_free_port(), chunks=16) as stub_url:
         config = write_stub_config(tmp_path / "ebbtide.yaml", stub_url)
         with gateway(config, tmp_path / "state", _free_port(), ready_pool=POOL) as gw:
             yield gw, stub_url
