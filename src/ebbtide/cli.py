@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "ebbtide.observability.cli",
     "ebbtide.demo.cli",
     "ebbtide.report.cli",
+    "ebbtide.weights.cli",
 ]
 
 

@@ -17,13 +17,13 @@ def test_existing_gguf_path_resolves_to_itself(tmp_path: Path) -> None:
     assert resolve_model_path(str(model)) == model.resolve()
 
 
-def test_missing_file_names_the_field_and_says_nothing_is_downloaded(tmp_path: Path) -> None:
+def test_missing_file_names_the_field_and_the_remote_alternative(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as info:
         resolve_model_path(str(tmp_path / "nope.gguf"))
     message = str(info.value)
     assert "engine.model" in message
     assert "does not exist" in message
-    assert "never downloaded" in message
+    assert "s3://" in message and "http(s)://" in message  # a path is never fetched; a URL is staged
 
 
 def test_hub_ids_are_not_fetched() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ebbtide.config import LlamaCppEngineSpec, OpenAIEngineSpec, TgiEngineSpec, VllmEngineSpec
 from ebbtide.engines.base import Engine
 from ebbtide.engines.llamacpp import DEFAULT_LEASE_TIMEOUT_S, LlamaCppEngine
-from ebbtide.engines.models import resolve_model_path
+from ebbtide.engines.models import resolve_model
 from ebbtide.engines.openai import OpenAIEngine
 from ebbtide.engines.tgi import TgiEngine
 from ebbtide.engines.vllm import VllmEngine
@@ -20,7 +20,8 @@ AnyEngineSpec = LlamaCppEngineSpec | VllmEngineSpec | TgiEngineSpec | OpenAIEngi
 
 def _llamacpp(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
     assert isinstance(spec, LlamaCppEngineSpec)
-    return LlamaCppEngine(spec, resolve_model_path(spec.model, cache), lease_timeout_s=lease_timeout_s)
+    model = resolve_model(spec.model, cache, sha256=spec.sha256, cache_limit_gb=spec.cache_limit_gb)
+    return LlamaCppEngine(spec, model, lease_timeout_s=lease_timeout_s)
 
 
 def _vllm(spec: AnyEngineSpec, cache: Path | None, lease_timeout_s: float) -> Engine:
@@ -52,5 +53,8 @@ def build_engine(
     *,
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
 ) -> Engine:
-    """The engine for a pool's ``engine:`` spec; llama.cpp resolves its model now (ModelNotFoundError)."""
+    """The engine for a pool's ``engine:`` spec; llama.cpp resolves a local model now (ModelNotFoundError).
+
+    Remote llama.cpp weights are only checked here; each replica stages them on its node when it starts.
+    """
     return _BUILDERS[spec.kind](spec, model_cache_dir, lease_timeout_s)

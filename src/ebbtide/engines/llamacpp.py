@@ -3,7 +3,8 @@
 Health: ``GET /health`` → 200 READY, 503 LOADING (llama.cpp answers while the model loads), anything else or
 no answer within the timeout → DOWN. A fresh worker is DOWN for its first ~0.2 s (the interpreter starts
 before the listener), then LOADING, then READY; a provider treats DOWN as "not yet" until its startup
-timeout.
+timeout. A worker given remote weights stages them first (DOWN meanwhile), so ``replica.startup_timeout_s``
+must cover a download on a node whose cache lacks them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import aiohttp
 from ebbtide.config import LlamaCppEngineSpec
 from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, probe_health, sample_values
 from ebbtide.engines.base import EngineStats, Health, LaunchPlan
+from ebbtide.engines.models import RemoteWeights
 
 __all__ = ["DEFAULT_LEASE_TIMEOUT_S", "WORKER_MODULE", "LlamaCppEngine"]
 
@@ -24,7 +26,10 @@ DEFAULT_LEASE_TIMEOUT_S = 15.0
 
 
 class LlamaCppEngine:
-    """Usage: ``LlamaCppEngine(spec, resolve_model_path(spec.model), lease_timeout_s=orphan_grace_s)``."""
+    """Usage: ``LlamaCppEngine(spec, resolve_model(spec.model), lease_timeout_s=orphan_grace_s)``.
+
+    ``model_path`` is a local GGUF file, or the :class:`RemoteWeights` the worker stages before loading.
+    """
 
     kind = "llamacpp"
     launches = True
@@ -32,7 +37,7 @@ class LlamaCppEngine:
     def __init__(
         self,
         spec: LlamaCppEngineSpec,
-        model_path: Path,
+        model_path: Path | RemoteWeights,
         *,
         lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
         alias: str | None = None,
@@ -50,7 +55,7 @@ class LlamaCppEngine:
     def launch_plan(self, port: int, threads: int, lease_path: Path | None) -> LaunchPlan:
         argv = [
             sys.executable, "-m", WORKER_MODULE,
-            "--model", str(self.model_path),
+            *self._model_args(),
             "--host", self.host,
             "--port", str(port),
             "--slots", str(self.spec.slots),
@@ -64,6 +69,19 @@ class LlamaCppEngine:
         if self.spec.args:
             argv += ["--", *self.spec.args]
         return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
+
+    def _model_args(self) -> list[str]:
+        weights = self.model_path
+        if not isinstance(weights, RemoteWeights):
+            return ["--model", str(weights)]
+        args = ["--model", weights.url]
+        if weights.sha256:
+            args += ["--sha256", weights.sha256]
+        if weights.cache_dir is not None:
+            args += ["--model-cache", str(weights.cache_dir)]
+        if weights.cache_limit_bytes is not None:
+            args += ["--cache-limit-bytes", str(weights.cache_limit_bytes)]
+        return args
 
     async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
         return await probe_health(session, base_url, self.health_timeout_s, loading_status=503)

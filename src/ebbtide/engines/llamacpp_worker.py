@@ -2,17 +2,24 @@
 
 Usage::
 
-    python -m ebbtide.engines.llamacpp_worker --model PATH --port P [--host 127.0.0.1] [--slots N]
-        [--threads T] [--ctx-per-slot C] [--lease FILE --lease-timeout S] [--alias NAME] [-- key=value ...]
+    python -m ebbtide.engines.llamacpp_worker --model PATH|URL --port P [--host 127.0.0.1] [--slots N]
+        [--threads T] [--ctx-per-slot C] [--lease FILE --lease-timeout S] [--alias NAME]
+        [--sha256 HEX] [--model-cache DIR] [--cache-limit-bytes N] [-- key=value ...]
+
+A ``--model`` that is an ``s3://`` or ``http(s)://`` URL is first staged into this node's weights cache
+(``ebbtide.weights``: verified, resumable, a hit when the node already has it); the worker logs one
+``stage-report {json}`` line with the fetch and page-cache timings, then loads the cached file, holding it so
+the cache never evicts it while this replica runs.
 
 ``/health`` answers 503 while the model loads, then 200. Extra ``key=value`` arguments set ``CommonParams``
 attributes (dotted for nested ones, e.g. ``sampling.temp=0.7``), coerced to the attribute's current type.
 
 Exit codes: 0 after SIGTERM/SIGINT once the model is loaded, at once even with streams open (drain first);
 1 when the server cannot start (model load failure, port taken); 2 on bad arguments; 3 when the lease
-expired. While the model loads the xllamacpp constructor holds the GIL, so SIGTERM/SIGINT keep their default
-action then and end the process immediately (return code -15/-2): there is nothing to clean up yet. The lease
-is likewise first checked right after the load.
+expired; 4 when remote weights could not be staged. While weights stage and the model loads (the xllamacpp
+constructor holds the GIL), SIGTERM/SIGINT keep their default action and end the process immediately (return
+code -15/-2): there is nothing to clean up yet (a partial download resumes next time). The lease is likewise
+first checked right after the load.
 
 The lease: the controller creates ``FILE`` before launching and touches it periodically. If its mtime gets
 older than ``--lease-timeout`` seconds, or it disappears, the worker exits by itself, so no engine outlives a
@@ -22,6 +29,7 @@ SIGKILLed controller while a restarted controller can adopt a live replica just 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -36,6 +44,7 @@ __all__ = [
     "EXIT_BAD_ARGS",
     "EXIT_LEASE_EXPIRED",
     "EXIT_LOAD_FAILED",
+    "EXIT_STAGE_FAILED",
     "apply_extra_args",
     "lease_expired",
     "main",
@@ -44,6 +53,7 @@ __all__ = [
 EXIT_LOAD_FAILED = 1
 EXIT_BAD_ARGS = 2
 EXIT_LEASE_EXPIRED = 3
+EXIT_STAGE_FAILED = 4
 LEASE_CHECK_INTERVAL_S = 0.5
 
 
@@ -53,7 +63,10 @@ def _log(msg: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {__spec__.name if __spec__ else __name__}")
-    p.add_argument("--model", required=True, type=Path, help="path to a .gguf file")
+    p.add_argument("--model", required=True, help="path to a .gguf file, or an s3:// / http(s):// URL to stage")
+    p.add_argument("--sha256", default=None, help="expected sha256 of remote weights")
+    p.add_argument("--model-cache", type=Path, default=None, help="weights cache (default: EBBTIDE_MODEL_CACHE)")
+    p.add_argument("--cache-limit-bytes", type=int, default=None, help="size cap of the weights cache")
     p.add_argument("--port", required=True, type=int)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--slots", type=int, default=1, help="parallel sequences (n_parallel)")
@@ -142,20 +155,43 @@ def _build_params(args: argparse.Namespace) -> Any:
     return p
 
 
+def _stage_if_remote(args: argparse.Namespace) -> object | None:
+    """Stage a remote ``--model`` and point ``args.model`` at the cached file; the result holds the blob."""
+    from ebbtide.weights import StageError, WeightsCache, cache_limit_from_env, is_remote, stage_weights
+
+    if not is_remote(args.model):
+        return None
+    from ebbtide.engines.models import default_model_cache
+
+    limit = args.cache_limit_bytes if args.cache_limit_bytes is not None else cache_limit_from_env()
+    cache = WeightsCache(args.model_cache or default_model_cache(), limit_bytes=limit)
+    _log(f"staging {args.model} into {cache.root}")
+    try:
+        staged = stage_weights(args.model, cache=cache, sha256=args.sha256)
+    except StageError as exc:
+        _log(f"staging failed: {exc}")
+        raise SystemExit(EXIT_STAGE_FAILED) from None
+    _log(f"staged {staged.report.summary()}")
+    _log("stage-report " + json.dumps(staged.report.as_dict()))
+    args.model = staged.path
+    return staged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.slots < 1 or args.threads < 1 or args.ctx_per_slot < 1 or args.lease_timeout <= 0:
         parser.error("--slots, --threads, --ctx-per-slot and --lease-timeout must be positive")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # also while staging: a partial download resumes next time
     try:
+        staged = _stage_if_remote(args)  # referenced until os._exit: its hold keeps the blob from eviction
         params = _build_params(args)
     except ValueError as exc:
         parser.error(str(exc))
 
     import xllamacpp
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
     started = time.perf_counter()
     _log(f"loading {args.model} on {args.host}:{args.port} (slots={args.slots}, threads={args.threads})")
     try:
@@ -166,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log(f"ready in {time.perf_counter() - started:.2f} s")
     code = _run_until_stopped(server, args.lease, args.lease_timeout)
     sys.stderr.flush()
+    del staged  # documents the lifetime: the hold is dropped only when the process ends
     # llama.cpp's Server destructor waits up to ~30 s for open streams while holding the GIL, and there is
     # nothing to flush (draining is the provider's job, before SIGTERM): end the process now.
     os._exit(code)
