@@ -13,9 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ebbtide.core.controller import Controller, ScalingRules
+from ebbtide.core.cost import Price
 from ebbtide.core.policies import POLICY_SPECS, AnyPolicySpec, PolicySpec
 from ebbtide.core.rollout import RolloutSpec
-from ebbtide.sim.spec import SIM_UNION_TAGS, SimSpec
+from ebbtide.sim.spec import SIM_UNION_TAGS, SimSpec, VariantSimSpec
 
 __all__ = [
     "Config",
@@ -115,6 +116,9 @@ EngineSpec = Annotated[
 class SpotSpec(_Spec):
     hourly_usd: float = Field(ge=0, description="Spot price per replica-hour.")
     notice_s: float = Field(120.0, gt=0, description="Termination notice: time to drain before the replica dies.")
+    min_on_demand: int = Field(
+        0, ge=0, description="On-demand floor: this many serving replicas are on-demand, the rest spot."
+    )
 
 
 class ReplicaSpec(_Spec):
@@ -156,6 +160,7 @@ class VariantSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Named by `variant:`.")
     engine: EngineSpec | None = Field(None, description="What replicas of this variant run; unset = pool's engine.")
     hourly_usd: float | None = Field(None, ge=0, description="Price per replica-hour; unset = replica.hourly_usd.")
+    sim: VariantSimSpec | None = Field(None, description="The twin's model of this variant; unset = the pool's.")
 
 
 class CandidateSpec(_Spec):
@@ -204,6 +209,21 @@ class PoolSpec(_Spec):
         default_factory=list, description="Vertical scaling: schedule actions pick one by `variant:`."
     )
     sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
+
+    def price(self, variant: str = "default", spot: bool = False) -> Price:
+        """One replica's price: its variant's (or the candidate's) hourly rate; a spot replica pays the spot rate,
+        scaled by the variant's rate over the pool's (the spot discount carries over to other shapes)."""
+        hourly = self.replica.hourly_usd
+        if variant == "candidate" and self.rollout is not None and self.rollout.candidate.hourly_usd is not None:
+            hourly = self.rollout.candidate.hourly_usd
+        for v in self.variants:
+            if v.name == variant and v.hourly_usd is not None:
+                hourly = v.hourly_usd
+        spot_usd = None
+        if spot and self.replica.spot is not None:
+            base = self.replica.hourly_usd
+            spot_usd = self.replica.spot.hourly_usd * (hourly / base if base > 0 else 1.0)
+        return Price(hourly, self.replica.billing, spot_usd)
 
 
 class SloSpec(_Spec):

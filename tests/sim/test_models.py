@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from ebbtide.sim.clock import READY, EventClock
+from ebbtide.sim.clock import EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.replica import ServiceModel, SimReplica
 from ebbtide.sim.results import N_BUCKETS, Results, percentile
@@ -23,12 +23,34 @@ WED = datetime(2028, 2, 23, tzinfo=NY).timestamp()
 
 def test_clock_keeps_push_order_at_equal_times_and_refuses_the_past() -> None:
     clock = EventClock(0.0)
+    seen: list[str] = []
+
+    def note(at_s: float, name: str) -> None:
+        seen.append(name)
+        if name == "a":
+            clock.push(5.0, note, "pushed while running")
+
     for name in ("a", "b", "c"):
-        clock.push(5.0, READY, name)
-    clock.push(1.0, READY, "first")
-    assert [clock.pop()[2] for _ in range(4)] == ["first", "a", "b", "c"]
+        clock.push(5.0, note, name)
+    clock.push(1.0, note, "first")
+    clock.push(9.0, note, "later")
+    assert clock.pop()[2] == "first" and clock.now_s == 1.0
+    clock.run_until(5.0)
+    assert seen == ["a", "b", "c", "pushed while running"] and clock.now_s == 5.0
     with pytest.raises(ValueError, match="before now"):
-        clock.push(4.0, READY, "late")
+        clock.push(4.0, note, "late")
+    clock.run_until(9.0, inclusive=False)
+    assert "later" not in seen and clock.now_s == 9.0
+
+
+def test_clock_interleaves_a_time_ordered_stream_and_stops_at_the_end() -> None:
+    clock, order = EventClock(0.0), []
+    clock.push(2.0, lambda at, p: order.append(("event", at)), None)
+    clock.push(3.0, lambda at, p: order.append(("event", at)), None)
+    arrivals = [(1.0, "x"), (2.0, "y"), (4.0, "z")]
+    assert clock.interleave(iter(arrivals), lambda t, tag: order.append((tag, t)), 10.0)
+    assert order == [("x", 1.0), ("event", 2.0), ("y", 2.0), ("event", 3.0), ("z", 4.0)]
+    assert not EventClock(0.0).interleave(iter([(5.0, "late")]), lambda t, tag: None, 5.0)
 
 
 def _hourly(day_start: float, seed: int = 1) -> list[int]:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+import ebbtide.sim.pool as sim_pool
 import ebbtide.sim.run as sim_run
-from ebbtide.core import queueing, routing
+from ebbtide.core import cost, fairqueue, fleet, queueing, routing
 from ebbtide.core.controller import Controller
 from ebbtide.core.policies.schedule import SchedulePolicy
 from ebbtide.core.policies.target_tracking import TargetTrackingPolicy
@@ -28,6 +29,12 @@ CORE_NAMES = {
     "build_controller",
     "replica_cost_usd",
     "fleet_cost",
+    "plan_fleet",
+    "preempt",
+    "removal_order",
+    "should_overflow",
+    "ready_eta_s",
+    "ewma",
 }
 
 
@@ -56,10 +63,12 @@ def test_policies_registered_in_core_are_the_ones_the_sim_calls(monkeypatch: pyt
     assert any(m.kind == "out" for m in sim.results.marks)  # and their opinions moved the fleet
 
 
-def test_sim_routes_and_admits_with_the_core_functions() -> None:
-    assert sim_run.least_outstanding is routing.least_outstanding
-    assert sim_run.admit is queueing.admit
-    assert sim_run.estimate_wait_s is queueing.estimate_wait_s
+def test_sim_routes_admits_plans_and_bills_with_the_core_functions() -> None:
+    assert sim_pool.least_outstanding is routing.least_outstanding
+    assert sim_pool.admit is queueing.admit
+    assert sim_pool.plan_fleet is fleet.plan_fleet and sim_pool.preempt is fleet.preempt
+    assert sim_pool.CostLedger is cost.CostLedger and sim_pool.FairQueue is fairqueue.FairQueue
+    assert sim_run.should_overflow is queueing.should_overflow
 
 
 def _defs_and_imports(path: Path) -> tuple[set[str], set[str]]:
@@ -80,6 +89,8 @@ def test_no_module_of_the_twin_defines_its_own_policy_routing_or_admission() -> 
         "ebbtide.core.queueing",
         "ebbtide.core.signals",
         "ebbtide.core.cost",
+        "ebbtide.core.fleet",
+        "ebbtide.core.fairqueue",
     } <= imported
     assert "ebbtide.config" in imported  # build_controller: the one the gateway uses
 

@@ -51,9 +51,10 @@ gateway: {max_queue: 40, default_deadline_s: 20}
     assert r["rejected"] > 0 and r["startup_failures"] > 0 and r["scale_ins"] > 0
     assert set(r["rejected_by_reason"]) <= {
         "429 queue full",
+        "429 shed for a higher class",
         "429 wait > deadline",
         "503 no ready replica",
-        "deadline",
+        "503 deadline",
         "drain timeout",
     }
     assert r["max_queue"] <= 40

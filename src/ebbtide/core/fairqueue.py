@@ -45,14 +45,14 @@ class FairQueue(Generic[T]):
     def __init__(self, classes: Sequence[str] = DEFAULT_CLASSES, tenant_weights: Mapping[str, float] | None = None):
         self._rank = {name: i for i, name in enumerate(classes)}
         self._weights = dict(tenant_weights or {})
-        self._heap: list[Queued[T]] = []
+        self._heap: list[tuple[int, float, int, Queued[T]]] = []  # (rank, tag, seq, item): C-level ordering
         self._seq = itertools.count()
         self._class_vtime: dict[int, float] = {}
         self._tenant_tag: dict[tuple[int, str], float] = {}
-        self._live = 0
+        self.size = 0  # live items (an attribute, not len(): the twin's hot loop reads it)
 
     def __len__(self) -> int:
-        return self._live
+        return self.size
 
     def rank_of(self, priority_class: str) -> int:
         return self._rank.get(priority_class, len(self._rank))
@@ -63,20 +63,21 @@ class FairQueue(Generic[T]):
         tag = start + 1.0 / max(self._weights.get(tenant, 1.0), 1e-9)
         self._tenant_tag[(rank, tenant)] = tag
         item = Queued(payload, tenant, priority_class, rank, tag, next(self._seq))
-        heapq.heappush(self._heap, item)
-        self._live += 1
+        heapq.heappush(self._heap, (rank, tag, item.seq, item))
+        self.size += 1
         return item
 
     def discard(self, item: Queued[T]) -> None:
         if item.live:
             item.live = False
-            self._live -= 1
+            self.size -= 1
             self._forget_if_empty()
 
     def peek(self) -> Queued[T] | None:
-        while self._heap and not self._heap[0].live:
-            heapq.heappop(self._heap)
-        return self._heap[0] if self._heap else None
+        heap = self._heap
+        while heap and not heap[0][3].live:
+            heapq.heappop(heap)
+        return heap[0][3] if heap else None
 
     def pop(self) -> Queued[T] | None:
         item = self.peek()
@@ -84,23 +85,23 @@ class FairQueue(Generic[T]):
             return None
         heapq.heappop(self._heap)
         item.live = False
-        self._live -= 1
+        self.size -= 1
         self._class_vtime[item.rank] = max(self._class_vtime.get(item.rank, 0.0), item.tag - 1.0)
         self._forget_if_empty()
         return item
 
     def in_order(self) -> Iterator[Queued[T]]:
         """Live items in service order (a sorted copy: for the rare case the head cannot be served)."""
-        return iter(sorted(i for i in self._heap if i.live))
+        return iter(entry[3] for entry in sorted(e for e in self._heap if e[3].live))
 
     def shed_candidate(self, incoming_class: str) -> Queued[T] | None:
         """The item to drop so an ``incoming_class`` item can enter a full queue: the newest of a lower class."""
         incoming = self.rank_of(incoming_class)
-        victims = [i for i in self._heap if i.live and i.rank > incoming]
+        victims = [e[3] for e in self._heap if e[0] > incoming and e[3].live]
         return max(victims, key=lambda i: (i.rank, i.seq)) if victims else None
 
     def _forget_if_empty(self) -> None:
-        if self._live == 0:
+        if self.size == 0:
             self._heap.clear()
             self._class_vtime.clear()
             self._tenant_tag.clear()

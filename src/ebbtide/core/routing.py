@@ -8,17 +8,20 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from ebbtide.core.signals import ReplicaView
+from ebbtide.core.signals import ReplicaState, ReplicaView
 
 __all__ = ["least_outstanding", "power_of_two", "round_robin"]
 
 
 def least_outstanding(replicas: Sequence[ReplicaView], exclude: frozenset[str] = frozenset()) -> str | None:
     best: ReplicaView | None = None
-    for r in replicas:
-        if not r.has_free_slot or r.replica_id in exclude:
+    ready = ReplicaState.READY
+    for r in replicas:  # ``has_free_slot`` spelt out: this runs once per request in the twin
+        if r.state is not ready or r.inflight >= r.slots or (exclude and r.replica_id in exclude):
             continue
-        if best is None or (r.inflight, r.replica_id) < (best.inflight, best.replica_id):
+        if best is None or r.inflight < best.inflight or (
+            r.inflight == best.inflight and r.replica_id < best.replica_id
+        ):
             best = r
     return None if best is None else best.replica_id
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ebbtide.core.queueing import admit
+from ebbtide.core.queueing import Backlog, admit
 from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
 from ebbtide.serve.errors import ApiError
@@ -102,7 +102,8 @@ def _admit_cold(runtime: Runtime, pr: PoolRuntime, deadline_s: float) -> None:
     if pr.fleet.desired == 0:
         runtime.poke()
     eta_s = runtime.ready_eta_s(pr)
-    verdict = admit(pr.fleet.broker.queue_depth, runtime.cfg.gateway.max_queue, eta_s, deadline_s, ready_replicas=0)
+    backlog = Backlog(pr.fleet.broker.queue_depth, 0, 0, pr.service_ewma_s or 0.0, eta_s)
+    verdict = admit(backlog, runtime.cfg.gateway.max_queue, deadline_s)
     if not verdict.accepted:
         pr.completions_total += 1
         runtime.metrics.requests.labels(pr.spec.name, str(verdict.status)).inc()

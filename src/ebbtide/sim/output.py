@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ebbtide.core.cost import fleet_cost, unit_costs
-from ebbtide.sim.results import TIMELINE_COLUMNS
+from ebbtide.core.cost import unit_costs
+from ebbtide.core.fleet import Start
+from ebbtide.sim.pool import SimPool
+from ebbtide.sim.results import TIMELINE_COLUMNS, Results
 from ebbtide.sim.run import Simulation
 
 __all__ = ["summary", "write_outputs", "write_timeline"]
@@ -22,11 +24,14 @@ def _r(v: float | None, nd: int = 4) -> float | None:
 
 def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
     """One JSON-able object. Every field except ``wall_s`` is a pure function of config, traffic and seed."""
-    res, end = sim.results, sim.opt.duration_s
-    cost = fleet_cost(sim.intervals_at(end), sim.price)
-    running = sum(r.batch for r in sim.replicas.values())
-    units = unit_costs(cost.cost_usd, sim.arrivals, res.output_tokens)
-    return {
+    res, end, primary = sim.results, sim.opt.duration_s, sim.primary
+    cost = sim.cost_so_far(end)
+    replica_s = sum(p.ledger.replica_seconds(end) for p in sim.pools)
+    units = unit_costs(cost, sim.arrivals, res.output_tokens)
+    cold_starts = sum(p.cold_starts for p in sim.pools)
+    cold_total_s = sum(p.cold_start_total_s for p in sim.pools)
+    queued = sum(len(p.queue) for p in sim.pools)
+    out: dict[str, Any] = {
         "pool": sim.pool.name,
         "traffic": sim.traffic.name,
         "service_model": sim.service.label,
@@ -38,21 +43,39 @@ def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
         "completed": res.completed,
         "rejected": res.rejected_total,
         "rejected_by_reason": dict(sorted(res.rejected.items())),
-        "in_flight_at_end": running + len(sim.queue),
-        "queued_at_end": len(sim.queue),
-        "cost_usd": round(cost.cost_usd, 2),
-        "replica_hours": round(cost.replica_hours, 4),
-        "hourly_usd": sim.price.effective_hourly_usd,
+        "in_flight_at_end": sum(p.running() for p in sim.pools) + queued,
+        "queued_at_end": queued,
+        "cost_usd": round(cost, 2),
+        "replica_hours": round(replica_s / 3600.0, 4),
+        "hourly_usd": primary.spec.price().effective_hourly_usd,
         "cost_per_1k_requests_usd": _r(units.per_1k_requests_usd),
         "cost_per_1m_output_tokens_usd": _r(units.per_1m_output_tokens_usd),
         "output_tokens": res.output_tokens,
-        "cold_starts": sim.cold_starts,
-        "cold_start_mean_s": _r(sim.cold_start_total_s / sim.cold_starts, 1) if sim.cold_starts else None,
-        "startup_failures": sim.startup_failures,
-        "preemptions": sim.preemptions,
+        "cold_starts": cold_starts,
+        "cold_start_mean_s": _r(cold_total_s / cold_starts, 1) if cold_starts else None,
+        "startup_failures": sum(p.startup_failures for p in sim.pools),
+        "preemptions": sum(p.preemptions for p in sim.pools),
+        "fallbacks": sim.fallbacks,
         "scale_outs": sum(1 for m in res.marks if m.kind == "out"),
         "scale_ins": sum(1 for m in res.marks if m.kind == "in"),
-        "max_replicas": sim.max_capacity,
+        "max_replicas": primary.max_capacity,
+        **_latency(res),
+        "slo": {
+            "latency_p95_s": sim.cfg.slo.latency_p95_s,
+            "ttft_p95_s": sim.cfg.slo.ttft_p95_s,
+            "window_s": sim.cfg.slo.window_s,
+        },
+        "max_queue": primary.max_queue,
+        "pools": {p.spec.name: _pool(p, end) for p in sim.pools},
+        "wall_s": None if wall_s is None else round(wall_s, 3),
+    }
+    if sim.class_results is not None:
+        out["classes"] = {name: _class(r) for name, r in zip(sim.class_names, sim.class_results, strict=True)}
+    return out
+
+
+def _latency(res: Results) -> dict[str, Any]:
+    return {
         "latency_p50_s": _r(res.latency.quantile(0.50)),
         "latency_p95_s": _r(res.latency.quantile(0.95)),
         "latency_p99_s": _r(res.latency.quantile(0.99)),
@@ -60,13 +83,29 @@ def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
         "ttft_p95_s": _r(res.ttft.quantile(0.95)),
         "slo_attainment": _r(res.slo_attainment),
         "slo_windows": res.windows,
-        "slo": {
-            "latency_p95_s": sim.cfg.slo.latency_p95_s,
-            "ttft_p95_s": sim.cfg.slo.ttft_p95_s,
-            "window_s": sim.cfg.slo.window_s,
-        },
-        "max_queue": sim.max_queue,
-        "wall_s": None if wall_s is None else round(wall_s, 3),
+    }
+
+
+def _pool(p: SimPool, end: float) -> dict[str, Any]:
+    return {
+        "requests": p.arrivals,
+        "cost_usd": round(p.ledger.total_usd(end), 2),
+        "replica_hours": round(p.ledger.replica_seconds(end) / 3600.0, 4),
+        "cold_starts": p.cold_starts,
+        "preemptions": p.preemptions,
+        "max_replicas": p.max_capacity,
+        "max_queue": p.max_queue,
+        "variants": sorted({v for v, _ in p.prices}),
+        "spot_replicas_started": sum(1 for _, a in p.actions if isinstance(a, Start) and a.spot),
+    }
+
+
+def _class(res: Results) -> dict[str, Any]:
+    return {
+        "completed": res.completed,
+        "rejected": res.rejected_total,
+        "rejected_by_reason": dict(sorted(res.rejected.items())),
+        **_latency(res),
     }
 
 

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 EPS_TOKENS = 1e-6
+# A running request: (virtual finish, seq, arrival_s, first_token_s, output_tokens, started_s, class index).
+Running = tuple[float, int, float, float, int, float, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +268,7 @@ class SimReplica:
         "batch",
         "heap",
         "last_s",
+        "owner",
         "pos",
         "preempted",
         "ready_s",
@@ -276,18 +279,30 @@ class SimReplica:
         "sigmas",
         "slots",
         "slow",
+        "spot",
         "state",
         "stopped_s",
         "tpot",
         "tpots",
         "v",
+        "variant",
         "view",
     )
 
     def __init__(
-        self, replica_id: str, service: ServiceModel, requested_s: float, spread: random.Random | None = None
+        self,
+        replica_id: str,
+        service: ServiceModel,
+        requested_s: float,
+        spread: random.Random | None = None,
+        variant: str = "default",
+        spot: bool = False,
+        owner: Any = None,
     ) -> None:
         self.replica_id = replica_id
+        self.variant = variant
+        self.spot = spot
+        self.owner = owner  # the driver's per-pool state that handles this replica's events
         self.service = service
         self.slots = service.slots
         self.base_tpots = self.tpots = service.tpot_by_batch
@@ -305,7 +320,7 @@ class SimReplica:
         self.last_s = requested_s
         self.batch = 0
         self.tpot = self.tpots[0]
-        self.heap: list[tuple[float, int, float, float, int]] = []
+        self.heap: list[Running] = []
         self.scheduled_s = math.inf
         self.pos = -1  # index in the driver's list of views
         self.preempted = False
@@ -322,13 +337,14 @@ class SimReplica:
         v = self._views[self.batch]
         if v is None:
             v = ReplicaView(
-                self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s
+                self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s, self.variant,
+                self.spot,
             )
             self._views[self.batch] = v
         return v
 
     def start_request(
-        self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int
+        self, now_s: float, seq: int, arrival_s: float, prompt_tokens: int, output_tokens: int, cls: int = 0
     ) -> float:
         """Start a request now; returns its TTFT from now (prefill at the new batch size)."""
         if self.batch:
@@ -342,17 +358,19 @@ class SimReplica:
             s_ttft, s_tpot, gauss = self.sigmas
             ttft *= math.exp(s_ttft[self.batch] * gauss(0.0, 1.0))
             work *= math.exp(s_tpot[self.batch] * gauss(0.0, 1.0))
-        heapq.heappush(self.heap, (self.v + ttft / tpot + work, seq, arrival_s, now_s + ttft, output_tokens))
+        heapq.heappush(
+            self.heap, (self.v + ttft / tpot + work, seq, arrival_s, now_s + ttft, output_tokens, now_s, cls)
+        )
         self.view = self._view()
         return ttft
 
-    def pop_due(self, now_s: float, force: bool) -> list[tuple[float, int, float, float, int]]:
+    def pop_due(self, now_s: float, force: bool) -> list[Running]:
         """Finish every sequence whose virtual finish has been reached (``force``: at least the first one)."""
         if self.batch:
             self.v += (now_s - self.last_s) / self.tpot
         self.last_s = now_s
         heap, limit = self.heap, self.v + EPS_TOKENS
-        done: list[tuple[float, int, float, float, int]] = []
+        done: list[Running] = []
         while heap and (heap[0][0] <= limit or (force and not done)):
             done.append(heapq.heappop(heap))
         if done:
@@ -378,7 +396,7 @@ class SimReplica:
         ahead = heap[0][0] - self.v
         return self.last_s + ahead * self.tpot if ahead > 0 else self.last_s
 
-    def abort_all(self) -> list[tuple[float, int, float, float, int]]:
+    def abort_all(self) -> list[Running]:
         done, self.heap, self.batch = self.heap, [], 0
         self.view = self._view()
         return done

@@ -23,6 +23,7 @@ __all__ = [
     "SimSpec",
     "TableService",
     "UniformColdStart",
+    "VariantSimSpec",
 ]
 
 
@@ -178,6 +179,24 @@ class SimSpec(_Spec):
     host: SharedHostSpec | None = Field(
         None, description="Replicas share one host's cores (e.g. `ebbtide demo`); default: a machine each."
     )
+    classes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of arrivals per priority class (e.g. {interactive: 0.8, batch: 0.2}); the twin "
+        "reports SLO per class. Default: every request interactive.",
+    )
+
+    @model_validator(mode="after")
+    def _class_shares(self) -> SimSpec:
+        if any(share < 0 for share in self.classes.values()) or (self.classes and sum(self.classes.values()) <= 0):
+            raise ValueError(f"classes = {self.classes}: shares must be >= 0 with a positive sum")
+        return self
+
+
+class VariantSimSpec(_Spec):
+    """The twin's model of one variant (another shape of the pool, e.g. a smaller model overnight)."""
+
+    service: ServiceSpec | None = Field(None, description="Service model; unset = the pool's.")
+    cold_start: ColdStartSpec | None = Field(None, description="Cold start model; unset = the pool's.")
 
 
 SIM_UNION_TAGS = frozenset({"seed_assumed", "table", "roofline", "phases", "uniform", "fixed", "empirical"})

@@ -1,0 +1,388 @@
+"""One pool in the twin: its replicas, queue, controller and bill, carried out on the run's event clock.
+
+Everything that decides lives in ``core/`` and is the code ``serve`` runs: the controller
+(``config.build_controller``), the fleet plan (``core.fleet.plan_fleet`` / ``preempt``: what to start, what to
+drain, in which order), admission (``core.queueing.admit``: 429/503 and Retry-After, shedding; the wait
+estimate from the EWMA of slot time), the fair queue (``core.fairqueue``), routing
+(``core.routing.least_outstanding``) and the bill (``core.cost.CostLedger`` at each replica's own price). This
+module only turns those verdicts into events: a started replica becomes ready (or fails) after a modelled cold
+start, a drained one stops when idle or at its deadline, a queued request expires at its deadline (503).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ebbtide.config import PoolSpec, build_controller, default_threads_per_replica
+from ebbtide.core.controller import Controller, ScaleDecision
+from ebbtide.core.cost import CostLedger, Price
+from ebbtide.core.fairqueue import FairQueue, Queued
+from ebbtide.core.fleet import Drain, FleetAction, FleetTarget, Start, plan_fleet, preempt
+from ebbtide.core.queueing import QUEUE_TIMEOUT_STATUS, SERVICE_EWMA_WEIGHT, Backlog, admit, ready_eta_s
+from ebbtide.core.routing import least_outstanding
+from ebbtide.core.signals import PoolSignals, ReplicaState
+from ebbtide.sim.coldstart import ColdStartModel
+from ebbtide.sim.host import SharedHost
+from ebbtide.sim.replica import Running, ServiceModel, SimReplica, service_model
+from ebbtide.sim.results import Mark
+from ebbtide.sim.spec import SimSpec
+
+if TYPE_CHECKING:
+    from ebbtide.sim.run import Simulation
+
+__all__ = ["SimPool", "Waiting"]
+
+INF = float("inf")
+READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.DRAINING
+# A queued request: (arrival_s, prompt_tokens, output_tokens, class index).
+Waiting = tuple[float, int, int, int]
+
+
+class SimPool:
+    def __init__(
+        self,
+        run: Simulation,
+        spec: PoolSpec,
+        rng: random.Random,
+        controller: Controller | None = None,
+        service: ServiceModel | None = None,
+    ) -> None:
+        self.run, self.spec, self.clock, self.rng = run, spec, run.clock, rng
+        self.push = run.clock.push
+        cfg = run.cfg
+        sim = spec.sim or SimSpec.model_validate({})
+        base = run.opt.base_dir
+        self.service = service or service_model(sim.service, spec.engine.slots, base)
+        self.cold = ColdStartModel(sim.cold_start, sim.startup_failure_probability, spec.replica.startup_timeout_s)
+        self.variant_models: dict[str, tuple[ServiceModel, ColdStartModel]] = {}
+        for v in spec.variants:
+            vs = v.sim
+            slots = v.engine.slots if v.engine is not None else spec.engine.slots
+            model = service_model(vs.service, slots, base) if vs and vs.service else self.service
+            cold = (ColdStartModel(vs.cold_start, sim.startup_failure_probability, spec.replica.startup_timeout_s)
+                    if vs and vs.cold_start else self.cold)
+            self.variant_models[v.name] = (model, cold)
+        self.controller = controller or build_controller(spec)
+        self.cstate = self.controller.initial_state()
+        self.host = None if sim.host is None else SharedHost(
+            sim.host, getattr(spec.engine, "threads", None)
+            or default_threads_per_replica(spec.scaling.max_replicas, int(sim.host.cores)))
+        self.replicas: dict[str, SimReplica] = {}
+        self.views: list[Any] = []
+        self.queue: FairQueue[Waiting] = FairQueue(cfg.gateway.priority_classes)
+        self.classes = run.class_names
+        self.max_queue_allowed, self.deadline_s = cfg.gateway.max_queue, cfg.gateway.default_deadline_s
+        self.ledger = CostLedger()
+        self.prices: dict[tuple[str, bool], Price] = {}
+        self.spot = spec.replica.spot
+        self.target = FleetTarget(0, spot=self.spot is not None, min_on_demand=self.spot.min_on_demand
+                                  if self.spot else 0)
+        self.planned: tuple[int, FleetTarget] | None = None
+        self.version = 0  # bumped on every replica state change: the fleet plan is redone only when needed
+        self.service_s: float | None = None
+        self.service_prior_s = cfg.slo.latency_p95_s / 2
+        self.cold_start_p90_s = self.cold.quantile_s(0.9)
+        self.preempt_rate_per_s = sim.spot_preemptions_per_hour / 3600.0 if self.spot else 0.0
+        self.capacity = self.max_capacity = self.next_id = self.seq = self.ticks = 0
+        self.arrivals = self.cold_starts = self.startup_failures = self.preemptions = self.max_queue = 0
+        self.completions = 0
+        self.cold_start_total_s = 0.0
+        self.last_arrival_s: float | None = None
+        self.bounds: tuple[int, int] | None = None
+        self.actions: list[tuple[float, FleetAction]] = []  # the ordered fleet actions (differential test)
+        self.rollout: Any = None  # sim.rollout.SimRollout when the pool has a rollout
+        n0 = sim.initial_replicas if sim.initial_replicas is not None else spec.scaling.min_replicas
+        self.target = FleetTarget(n0, spot=self.target.spot, min_on_demand=self.target.min_on_demand)
+        for action in plan_fleet([], self.target, 0.0):
+            assert isinstance(action, Start)
+            self._start_replica(0.0, action, warm=True)
+
+    # -- fleet -----------------------------------------------------------------------------------------------
+
+    def _on_demand(self) -> int:
+        return sum(1 for r in self.replicas.values() if not r.spot)
+
+    def _reconcile(self, now_s: float) -> None:
+        if self.planned == (self.version, self.target):
+            return
+        self._carry_out(plan_fleet(self.views, self.target, now_s), now_s)
+        self.planned = (self.version, self.target)
+
+    def _carry_out(self, actions: list[FleetAction], now_s: float) -> None:
+        for action in actions:
+            self.actions.append((now_s, action))
+            if isinstance(action, Start):
+                self._start_replica(now_s, action)
+            else:
+                self._drain(self.replicas[action.replica_id], action, now_s)
+
+    def _price(self, variant: str, spot: bool) -> Price:
+        key = (variant, spot)
+        if key not in self.prices:
+            self.prices[key] = self.spec.price(variant, spot)
+        return self.prices[key]
+
+    def _start_replica(self, now_s: float, start: Start, warm: bool = False) -> None:
+        self.next_id += 1
+        service, cold = self.variant_models.get(start.variant, (self.service, self.cold))
+        r = SimReplica(f"{self.spec.name}-{self.next_id:05d}", service, now_s, self.run.spread_rng,
+                       start.variant, start.spot, self)
+        self.replicas[r.replica_id] = r
+        self.ledger.open(r.replica_id, self._price(start.variant, start.spot), now_s)
+        self.capacity += 1
+        self.max_capacity = max(self.max_capacity, self.capacity)
+        self.version += 1
+        if warm:
+            r.set_state(READY_S, now_s)
+        else:
+            out = cold.outcome(self.rng)
+            self.clock.push(now_s + out.after_s, self.on_ready if out.ready else self.on_startup_failed, r)
+        r.pos = len(self.views)
+        self.views.append(r.view)
+        if start.spot and self.preempt_rate_per_s > 0:
+            self.clock.push(now_s + self.rng.expovariate(self.preempt_rate_per_s), self.on_preempt, r)
+        if self.host is not None:
+            self._host_update(now_s)
+
+    def _drain(self, r: SimReplica, action: Drain, now_s: float) -> None:
+        if r.state is STARTING_S or r.batch == 0:
+            self._stop(r, now_s)
+            return
+        self.capacity -= 1
+        self.version += 1
+        r.set_state(DRAINING_S)
+        self.views[r.pos] = r.view
+        deadline = action.deadline_s if action.deadline_s is not None else now_s + self.spec.replica.drain_timeout_s
+        self.clock.push(deadline, self.on_drain_timeout, r)
+
+    def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
+        if r.state in (READY_S, STARTING_S):
+            self.capacity -= 1
+        r.set_state(state)
+        r.stopped_s = now_s
+        self.ledger.close(r.replica_id, now_s)
+        self.version += 1
+        del self.replicas[r.replica_id]
+        self.views = []
+        for live in self.replicas.values():
+            live.pos = len(self.views)
+            self.views.append(live.view)
+        if self.host is not None:
+            self._host_update(now_s)
+
+    def _host_update(self, now_s: float, about_to_serve: SimReplica | None = None) -> None:
+        assert self.host is not None
+        self.host.update(self.replicas.values(), now_s, self._reschedule, about_to_serve)
+
+    def _reschedule(self, r: SimReplica) -> None:
+        nf = r.next_finish_s()
+        if nf < r.scheduled_s:
+            r.scheduled_s = nf
+            self.push(nf, self.on_complete, r)
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def free_replica(self) -> str | None:
+        return None if self.queue.size else least_outstanding(self.views)
+
+    def backlog(self, now_s: float) -> Backlog:
+        ready = [r for r in self.replicas.values() if r.state is READY_S]
+        starting = [r.requested_s for r in self.replicas.values() if r.state is STARTING_S]
+        service = self.service_s if self.service_s is not None else self.service_prior_s
+        eta = ready_eta_s(starting, self.cold_start_p90_s, now_s)
+        return Backlog(len(self.queue), len(ready), sum(r.slots for r in ready), service, eta)
+
+    def can_grow(self) -> bool:
+        return self.target.desired < self.controller.rules.max_replicas or any(
+            r.state is STARTING_S for r in self.replicas.values())
+
+    def arrive(self, now_s: float, prompt: int, output: int, cls: int) -> None:
+        self.arrivals += 1
+        self.last_arrival_s = now_s
+        queue = self.queue
+        if not queue.size:
+            rid = least_outstanding(self.views)
+            if rid is not None:  # the common case: nobody waiting and a free slot
+                self._place(self.replicas[rid], now_s, now_s, prompt, output, cls)
+                return
+        name = self.classes[cls]
+        full = queue.size >= self.max_queue_allowed
+        victim = queue.shed_candidate(name) if full else None
+        verdict = admit(self.backlog(now_s), self.max_queue_allowed, self.deadline_s, victim is not None)
+        if not verdict.accepted:
+            why = "queue full" if "queue full" in verdict.reason else (
+                "no ready replica" if "no ready" in verdict.reason else "wait > deadline")
+            self.run.reject(f"{verdict.status} {why}", cls)
+            return
+        if verdict.shed and victim is not None:
+            queue.discard(victim)
+            self.run.reject("429 shed for a higher class", victim.payload[3])
+        item = queue.push((now_s, prompt, output, cls), name, name)
+        self.clock.push(now_s + self.deadline_s, self.expire, item)
+        if queue.size > self.max_queue:
+            self.max_queue = queue.size
+
+    def expire(self, now_s: float, item: Queued[Waiting]) -> None:
+        if item.live:
+            self.queue.discard(item)
+            self.run.reject(f"{QUEUE_TIMEOUT_STATUS} deadline", item.payload[3])
+
+    def _place(self, r: SimReplica, now_s: float, arrival_s: float, prompt: int, output: int, cls: int) -> None:
+        self.seq += 1
+        if self.host is not None and not r.batch:
+            self._host_update(now_s, r)
+        r.start_request(now_s, self.seq, arrival_s, prompt, output, cls)
+        self.views[r.pos] = r.view
+        nf = r.next_finish_s()
+        if nf < r.scheduled_s:
+            r.scheduled_s = nf
+            self.push(nf, self.on_complete, r)
+
+    def _drain_queue(self, now_s: float) -> None:
+        queue = self.queue
+        while queue.size:
+            rid = least_outstanding(self.views)
+            if rid is None:
+                return
+            item = queue.pop()
+            assert item is not None
+            arrival_s, prompt, output, cls = item.payload
+            self._place(self.replicas[rid], now_s, arrival_s, prompt, output, cls)
+
+    def on_complete(self, now_s: float, r: SimReplica) -> None:
+        if now_s != r.scheduled_s or (r.state is not READY_S and r.state is not DRAINING_S):
+            return  # superseded by an earlier finish, or the replica stopped
+        nf = r.next_finish_s()
+        if nf > now_s:  # the batch grew since this was scheduled, so the first finish moved later
+            r.scheduled_s = nf
+            self.push(nf, self.on_complete, r)
+            return
+        done = r.pop_due(now_s, True)  # force: within float rounding the first finish is now
+        self._record(done, now_s)
+        self.views[r.pos] = r.view
+        if self.host is not None and not r.batch:
+            self._host_update(now_s)
+        if r.state is DRAINING_S and r.batch == 0:
+            self._stop(r, now_s)
+            return
+        if self.queue.size:
+            self._drain_queue(now_s)
+        nf = r.next_finish_s()
+        r.scheduled_s = nf
+        if nf < INF:
+            self.push(nf, self.on_complete, r)
+
+    def _record(self, done: list[Running], now_s: float) -> None:
+        """Latency and TTFT of finished requests (overall and per class), and the EWMA of slot time."""
+        run = self.run
+        res, by_class = run.results, run.class_results
+        lat, ttft = res.m_lat.append, res.m_ttft.append
+        service = self.service_s
+        tokens = 0
+        for _, _, arrival_s, first_token_s, output, started_s, cls in done:
+            latency = now_s - arrival_s
+            first = first_token_s - arrival_s
+            if first > latency:
+                first = latency
+            lat(latency)
+            ttft(first)
+            tokens += output
+            held = now_s - started_s
+            service = held if service is None else service + SERVICE_EWMA_WEIGHT * (held - service)
+            if by_class is not None:
+                c = by_class[cls]
+                c.m_lat.append(latency)
+                c.m_ttft.append(first)
+                c.m_output_tokens += output
+        res.m_output_tokens += tokens
+        self.service_s = service
+        self.completions += len(done)
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def on_tick(self, now_s: float, _: Any = None) -> None:
+        self.tick(now_s)
+        self.ticks += 1
+        self.clock.push(self.ticks * self.spec.scaling.tick_s, self.on_tick, None)
+
+    def on_ready(self, now_s: float, r: SimReplica) -> None:
+        if r.state is not STARTING_S:
+            return
+        r.set_state(READY_S, now_s)
+        self.views[r.pos] = r.view
+        self.version += 1
+        if self.host is not None:  # loading is over
+            self._host_update(now_s)
+        self.cold_starts += 1
+        self.cold_start_total_s += now_s - r.requested_s
+        self._reconcile(now_s)
+        self._drain_queue(now_s)
+
+    def on_startup_failed(self, now_s: float, r: SimReplica) -> None:
+        if r.state is STARTING_S:
+            self.startup_failures += 1
+            self._stop(r, now_s, ReplicaState.FAILED)
+            self._reconcile(now_s)
+
+    def on_preempt(self, now_s: float, r: SimReplica) -> None:
+        if r.state is READY_S or r.state is STARTING_S:
+            self.preemptions += 1
+            r.preempted = True
+            assert self.spot is not None
+            self._carry_out(preempt(self.views, r.replica_id, self.spot.notice_s, self.target, now_s), now_s)
+
+    def on_drain_timeout(self, now_s: float, r: SimReplica) -> None:
+        if r.state is not DRAINING_S:
+            return
+        reason = "spot preemption" if r.preempted else "drain timeout"
+        for item in r.abort_all():
+            self.run.reject(reason, item[6])
+        self.views[r.pos] = r.view
+        self._stop(r, now_s)
+
+    def tick(self, now_s: float) -> None:
+        epoch = self.run.opt.start_epoch_s
+        last = None if self.last_arrival_s is None else epoch + self.last_arrival_s
+        signals = PoolSignals(self.spec.name, epoch + now_s, self.target.desired, tuple(self.views),
+                              len(self.queue), self.arrivals, self.completions, last, self.cold_start_p90_s)
+        decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
+        self._mark(decision, now_s)
+        variant = decision.variant if decision.variant is not None else self.target.variant
+        if variant != self.target.variant and variant != "default" and variant not in self.variant_models:
+            variant = self.target.variant
+        if self.rollout is not None:
+            self.rollout.tick(now_s)
+        if (decision.desired, variant) != (self.target.desired, self.target.variant):
+            self.retarget(now_s, desired=decision.desired, variant=variant)
+        else:
+            self._reconcile(now_s)
+
+    def retarget(self, now_s: float, **changes: Any) -> None:
+        """A rollout moved the pool (candidates, variant, hold_old): plan again now."""
+        self.target = replace(self.target, **changes)
+        self._reconcile(now_s)
+
+    def _mark(self, d: ScaleDecision, now_s: float) -> None:
+        marks = self.run.results.marks
+        if self is not self.run.primary:
+            return
+        if (d.min_replicas, d.max_replicas) != self.bounds and len(marks) < 10_000:
+            if self.bounds is not None:
+                marks.append(Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})"))
+            self.bounds = (d.min_replicas, d.max_replicas)
+        if d.desired != d.current and len(marks) < 10_000:
+            why = "; ".join(o.reason for o in d.opinions if o.desired is not None) or "bounds"
+            marks.append(Mark(now_s, d.direction, f"{d.current} -> {d.desired}: {why}"))
+
+    # -- reports ---------------------------------------------------------------------------------------------
+
+    def counts(self) -> dict[ReplicaState, int]:
+        counts = {READY_S: 0, STARTING_S: 0, DRAINING_S: 0}
+        for r in self.replicas.values():
+            counts[r.state] = counts.get(r.state, 0) + 1
+        return counts
+
+    def running(self) -> int:
+        return sum(r.batch for r in self.replicas.values())
