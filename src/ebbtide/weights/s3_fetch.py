@@ -88,9 +88,12 @@ class S3Fetcher:
             from botocore.config import Config
 
             boto3 = _boto3()
-            self._client = boto3.session.Session().client(
-                "s3", config=Config(max_pool_connections=max(10, self.concurrency))
+            # Our own sha256 covers every byte; botocore validating a whole-object GET's checksum as well
+            # would hash the file twice (measured: a single GET from the local S3 API took 2.5x as long).
+            config = Config(
+                max_pool_connections=max(10, self.concurrency), response_checksum_validation="when_required"
             )
+            self._client = boto3.session.Session().client("s3", config=config)
         return self._client
 
     def published_sha256(self) -> str | None:
@@ -128,6 +131,7 @@ class S3Fetcher:
         )  # fmt: skip
         fd = os.open(cache.part_path(sha256), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            os.ftruncate(fd, probe.size_bytes)  # sized up front: writes into it measured ~2x faster than appends
             target = _HashingFile(fd)
             self._call(
                 "download_fileobj", self.location.bucket, self.location.key, target, Config=config
