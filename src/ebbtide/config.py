@@ -166,6 +166,7 @@ class VariantSpec(_Spec):
 class CandidateSpec(_Spec):
     engine: EngineSpec | None = Field(None, description="What candidate replicas run; unset = the pool's engine.")
     hourly_usd: float | None = Field(None, ge=0, description="Price per candidate replica-hour.")
+    sim: VariantSimSpec | None = Field(None, description="The twin's model of the candidate; unset = the pool's.")
 
 
 class PoolRolloutSpec(RolloutSpec):

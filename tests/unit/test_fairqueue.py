@@ -79,3 +79,20 @@ def test_every_live_item_comes_out_once_and_classes_never_invert(ops: list[tuple
     assert sorted(out) == sorted(kept)
     ranks = [0 if c == "interactive" else 1 for _, c in out]
     assert ranks == sorted(ranks)
+
+
+def test_served_items_move_virtual_time_so_a_late_tenant_does_not_jump_the_line() -> None:
+    q: FairQueue[str] = FairQueue(["interactive"])
+    for i in range(5):
+        q.push(f"a{i}", "a", "interactive")
+    for _ in range(3):
+        head = q.peek()
+        assert head is not None
+        q.take(head)  # served the way the broker serves: the head, taken
+    for i in range(3):
+        q.push(f"b{i}", "b", "interactive")
+    order = []
+    while (item := q.pop()) is not None:
+        order.append(item.payload)
+    # b starts from the virtual time reached (one turn, then alternating), not from 0 (three turns ahead of a3)
+    assert order == ["b0", "a3", "b1", "a4", "b2"]

@@ -81,14 +81,19 @@ class FairQueue(Generic[T]):
 
     def pop(self) -> Queued[T] | None:
         item = self.peek()
-        if item is None:
-            return None
-        heapq.heappop(self._heap)
-        item.live = False
-        self.size -= 1
-        self._class_vtime[item.rank] = max(self._class_vtime.get(item.rank, 0.0), item.tag - 1.0)
-        self._forget_if_empty()
+        if item is not None:
+            self.take(item)
         return item
+
+    def take(self, item: Queued[T]) -> None:
+        """Remove ``item`` as served (not cancelled): its class's virtual time moves on, so a tenant arriving
+        later starts level with the others instead of ahead of everyone who waited."""
+        if item.live:
+            item.live = False
+            self.size -= 1
+            started = item.tag - 1.0 / max(self._weights.get(item.tenant, 1.0), 1e-9)
+            self._class_vtime[item.rank] = max(self._class_vtime.get(item.rank, 0.0), started)
+            self._forget_if_empty()
 
     def in_order(self) -> Iterator[Queued[T]]:
         """Live items in service order (a sorted copy: for the rare case the head cannot be served)."""

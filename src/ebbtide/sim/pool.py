@@ -16,17 +16,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ebbtide.config import PoolSpec, build_controller, default_threads_per_replica
-from ebbtide.core.controller import Controller, ScaleDecision
+from ebbtide.core.controller import Controller
 from ebbtide.core.cost import CostLedger, Price
 from ebbtide.core.fairqueue import FairQueue, Queued
-from ebbtide.core.fleet import Drain, FleetAction, FleetTarget, Start, plan_fleet, preempt
+from ebbtide.core.fleet import CANDIDATE, DEFAULT_VARIANT, Drain, FleetAction, FleetTarget, Start, plan_fleet, preempt
 from ebbtide.core.queueing import QUEUE_TIMEOUT_STATUS, SERVICE_EWMA_WEIGHT, Backlog, admit, ready_eta_s
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState
-from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.host import SharedHost
-from ebbtide.sim.replica import Running, ServiceModel, SimReplica, service_model
-from ebbtide.sim.results import Mark
+from ebbtide.sim.replica import Running, ServiceModel, SimReplica
+from ebbtide.sim.shapes import pool_shapes
 from ebbtide.sim.spec import SimSpec
 
 if TYPE_CHECKING:
@@ -36,8 +35,9 @@ __all__ = ["SimPool", "Waiting"]
 
 INF = float("inf")
 READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.DRAINING
-# A queued request: (arrival_s, prompt_tokens, output_tokens, class index).
-Waiting = tuple[float, int, int, int]
+# A queued request: (arrival_s, prompt_tokens, output_tokens, class index, rollout arm or None).
+Waiting = tuple[float, int, int, int, str | None]
+SHADOW_CLASS = "shadow"
 
 
 class SimPool:
@@ -53,17 +53,8 @@ class SimPool:
         self.push = run.clock.push
         cfg = run.cfg
         sim = spec.sim or SimSpec.model_validate({})
-        base = run.opt.base_dir
-        self.service = service or service_model(sim.service, spec.engine.slots, base)
-        self.cold = ColdStartModel(sim.cold_start, sim.startup_failure_probability, spec.replica.startup_timeout_s)
-        self.variant_models: dict[str, tuple[ServiceModel, ColdStartModel]] = {}
-        for v in spec.variants:
-            vs = v.sim
-            slots = v.engine.slots if v.engine is not None else spec.engine.slots
-            model = service_model(vs.service, slots, base) if vs and vs.service else self.service
-            cold = (ColdStartModel(vs.cold_start, sim.startup_failure_probability, spec.replica.startup_timeout_s)
-                    if vs and vs.cold_start else self.cold)
-            self.variant_models[v.name] = (model, cold)
+        self.shapes = pool_shapes(spec, run.opt.base_dir, service)
+        self.service, self.cold = self.shapes[DEFAULT_VARIANT].service, self.shapes[DEFAULT_VARIANT].cold
         self.controller = controller or build_controller(spec)
         self.cstate = self.controller.initial_state()
         self.host = None if sim.host is None else SharedHost(
@@ -90,19 +81,16 @@ class SimPool:
         self.completions = 0
         self.cold_start_total_s = 0.0
         self.last_arrival_s: float | None = None
-        self.bounds: tuple[int, int] | None = None
         self.actions: list[tuple[float, FleetAction]] = []  # the ordered fleet actions (differential test)
         self.rollout: Any = None  # sim.rollout.SimRollout when the pool has a rollout
         n0 = sim.initial_replicas if sim.initial_replicas is not None else spec.scaling.min_replicas
         self.target = FleetTarget(n0, spot=self.target.spot, min_on_demand=self.target.min_on_demand)
         for action in plan_fleet([], self.target, 0.0):
             assert isinstance(action, Start)
+            self.actions.append((0.0, action))
             self._start_replica(0.0, action, warm=True)
 
     # -- fleet -----------------------------------------------------------------------------------------------
-
-    def _on_demand(self) -> int:
-        return sum(1 for r in self.replicas.values() if not r.spot)
 
     def _reconcile(self, now_s: float) -> None:
         if self.planned == (self.version, self.target):
@@ -126,8 +114,8 @@ class SimPool:
 
     def _start_replica(self, now_s: float, start: Start, warm: bool = False) -> None:
         self.next_id += 1
-        service, cold = self.variant_models.get(start.variant, (self.service, self.cold))
-        r = SimReplica(f"{self.spec.name}-{self.next_id:05d}", service, now_s, self.run.spread_rng,
+        shape = self.shapes.get(start.variant, self.shapes[DEFAULT_VARIANT])
+        r = SimReplica(f"{self.spec.name}-{self.next_id:05d}", shape.service, now_s, self.run.spread_rng,
                        start.variant, start.spot, self)
         self.replicas[r.replica_id] = r
         self.ledger.open(r.replica_id, self._price(start.variant, start.spot), now_s)
@@ -137,7 +125,7 @@ class SimPool:
         if warm:
             r.set_state(READY_S, now_s)
         else:
-            out = cold.outcome(self.rng)
+            out = shape.cold.outcome(self.rng)
             self.clock.push(now_s + out.after_s, self.on_ready if out.ready else self.on_startup_failed, r)
         r.pos = len(self.views)
         self.views.append(r.view)
@@ -187,27 +175,36 @@ class SimPool:
     def free_replica(self) -> str | None:
         return None if self.queue.size else least_outstanding(self.views)
 
+    def _pick(self, arm: str | None) -> str | None:
+        """A free replica for a rollout arm: ``candidate`` only, ``baseline`` = any but the candidate."""
+        if arm is None:
+            return least_outstanding(self.views)
+        want = arm == CANDIDATE
+        return least_outstanding([v for v in self.views if (v.variant == CANDIDATE) is want])
+
     def backlog(self, now_s: float) -> Backlog:
         ready = [r for r in self.replicas.values() if r.state is READY_S]
         starting = [r.requested_s for r in self.replicas.values() if r.state is STARTING_S]
         service = self.service_s if self.service_s is not None else self.service_prior_s
         eta = ready_eta_s(starting, self.cold_start_p90_s, now_s)
-        return Backlog(len(self.queue), len(ready), sum(r.slots for r in ready), service, eta)
+        return Backlog(self.queue.size, len(ready), sum(r.slots for r in ready), service, eta)
 
     def can_grow(self) -> bool:
         return self.target.desired < self.controller.rules.max_replicas or any(
             r.state is STARTING_S for r in self.replicas.values())
 
-    def arrive(self, now_s: float, prompt: int, output: int, cls: int) -> None:
-        self.arrivals += 1
-        self.last_arrival_s = now_s
+    def arrive(self, now_s: float, prompt: int, output: int, cls: int, arm: str | None = None) -> None:
+        """A request (``cls`` < 0: a rollout's shadow copy, which is not the client's) reaches this pool."""
+        if cls >= 0:
+            self.arrivals += 1
+            self.last_arrival_s = now_s
         queue = self.queue
         if not queue.size:
-            rid = least_outstanding(self.views)
+            rid = least_outstanding(self.views) if arm is None else self._pick(arm)
             if rid is not None:  # the common case: nobody waiting and a free slot
                 self._place(self.replicas[rid], now_s, now_s, prompt, output, cls)
                 return
-        name = self.classes[cls]
+        name = self.classes[cls] if cls >= 0 else SHADOW_CLASS
         full = queue.size >= self.max_queue_allowed
         victim = queue.shed_candidate(name) if full else None
         verdict = admit(self.backlog(now_s), self.max_queue_allowed, self.deadline_s, victim is not None)
@@ -219,7 +216,7 @@ class SimPool:
         if verdict.shed and victim is not None:
             queue.discard(victim)
             self.run.reject("429 shed for a higher class", victim.payload[3])
-        item = queue.push((now_s, prompt, output, cls), name, name)
+        item = queue.push((now_s, prompt, output, cls, arm), name, name)
         self.clock.push(now_s + self.deadline_s, self.expire, item)
         if queue.size > self.max_queue:
             self.max_queue = queue.size
@@ -241,14 +238,23 @@ class SimPool:
             self.push(nf, self.on_complete, r)
 
     def _drain_queue(self, now_s: float) -> None:
+        """Serve waiters in fair order; a head whose arm has no free replica lets the first waiter that can go
+        go first (as the live broker does)."""
         queue = self.queue
         while queue.size:
-            rid = least_outstanding(self.views)
+            head = queue.peek()
+            assert head is not None
+            rid = self._pick(head.payload[4])
             if rid is None:
-                return
-            item = queue.pop()
-            assert item is not None
-            arrival_s, prompt, output, cls = item.payload
+                if head.payload[4] is None:
+                    return
+                head = next((w for w in queue.in_order() if self._pick(w.payload[4]) is not None), None)
+                if head is None:
+                    return
+                rid = self._pick(head.payload[4])
+                assert rid is not None
+            queue.take(head)
+            arrival_s, prompt, output, cls, _ = head.payload
             self._place(self.replicas[rid], now_s, arrival_s, prompt, output, cls)
 
     def on_complete(self, now_s: float, r: SimReplica) -> None:
@@ -261,6 +267,8 @@ class SimPool:
             return
         done = r.pop_due(now_s, True)  # force: within float rounding the first finish is now
         self._record(done, now_s)
+        if self.rollout is not None:
+            self.rollout.observe(r.variant, done, now_s)
         self.views[r.pos] = r.view
         if self.host is not None and not r.batch:
             self._host_update(now_s)
@@ -282,6 +290,8 @@ class SimPool:
         service = self.service_s
         tokens = 0
         for _, _, arrival_s, first_token_s, output, started_s, cls in done:
+            if cls < 0:
+                continue  # a shadow copy: the candidate's load, not a client's answer
             latency = now_s - arrival_s
             first = first_token_s - arrival_s
             if first > latency:
@@ -298,7 +308,7 @@ class SimPool:
                 c.m_output_tokens += output
         res.m_output_tokens += tokens
         self.service_s = service
-        self.completions += len(done)
+        self.completions += len(done) if self.rollout is None else sum(1 for d in done if d[6] >= 0)
 
     # -- events ----------------------------------------------------------------------------------------------
 
@@ -348,33 +358,22 @@ class SimPool:
         signals = PoolSignals(self.spec.name, epoch + now_s, self.target.desired, tuple(self.views),
                               len(self.queue), self.arrivals, self.completions, last, self.cold_start_p90_s)
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
-        self._mark(decision, now_s)
+        if self is self.run.primary:
+            self.run.mark(decision, now_s)
         variant = decision.variant if decision.variant is not None else self.target.variant
-        if variant != self.target.variant and variant != "default" and variant not in self.variant_models:
+        if variant not in self.shapes:
             variant = self.target.variant
-        if self.rollout is not None:
-            self.rollout.tick(now_s)
         if (decision.desired, variant) != (self.target.desired, self.target.variant):
             self.retarget(now_s, desired=decision.desired, variant=variant)
         else:
             self._reconcile(now_s)
+        if self.rollout is not None:
+            self.rollout.tick(now_s)
 
     def retarget(self, now_s: float, **changes: Any) -> None:
         """A rollout moved the pool (candidates, variant, hold_old): plan again now."""
         self.target = replace(self.target, **changes)
         self._reconcile(now_s)
-
-    def _mark(self, d: ScaleDecision, now_s: float) -> None:
-        marks = self.run.results.marks
-        if self is not self.run.primary:
-            return
-        if (d.min_replicas, d.max_replicas) != self.bounds and len(marks) < 10_000:
-            if self.bounds is not None:
-                marks.append(Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})"))
-            self.bounds = (d.min_replicas, d.max_replicas)
-        if d.desired != d.current and len(marks) < 10_000:
-            why = "; ".join(o.reason for o in d.opinions if o.desired is not None) or "bounds"
-            marks.append(Mark(now_s, d.direction, f"{d.current} -> {d.desired}: {why}"))
 
     # -- reports ---------------------------------------------------------------------------------------------
 

@@ -21,14 +21,15 @@ from typing import Any
 import numpy as np
 
 from ebbtide.config import Config, PoolSpec
-from ebbtide.core.controller import Controller
+from ebbtide.core.controller import Controller, ScaleDecision
 from ebbtide.core.queueing import should_overflow
 from ebbtide.core.signals import ReplicaState
 from ebbtide.sim.clock import EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.pool import SimPool
 from ebbtide.sim.replica import ServiceModel
-from ebbtide.sim.results import Results
+from ebbtide.sim.results import Mark, Results
+from ebbtide.sim.rollout import SimRollout
 from ebbtide.sim.spec import SimSpec
 from ebbtide.sim.traffic import Arrivals, Traffic
 
@@ -79,8 +80,12 @@ class Simulation:
         self.fallback = None if pool.fallback is None else SimPool(
             self, cfg.pool(pool.fallback), random.Random(seed * 1_000_003 + 41))
         self.pools = [self.primary] if self.fallback is None else [self.primary, self.fallback]
+        for p in self.pools:
+            if p.spec.rollout is not None:
+                p.rollout = SimRollout(p, random.Random(seed * 1_000_003 + 53))
         self.overflow_classes = frozenset(pool.fallback_classes)
         self.fallbacks = self.arrivals_before_minute = 0
+        self.bounds: tuple[int, int] | None = None
 
     # The primary pool's model, for callers that configure one pool (the planner, the demo).
     @property
@@ -117,12 +122,28 @@ class Simulation:
             if should_overflow(backlog, False, self.cfg.slo.latency_p95_s, target.can_grow()):
                 target = fallback
                 self.fallbacks += 1
-        target.arrive(now_s, prompt, output, cls)
+        if target.rollout is not None:
+            target.rollout.arrive(now_s, prompt, output, cls)
+        else:
+            target.arrive(now_s, prompt, output, cls)
 
     def reject(self, reason: str, cls: int) -> None:
+        if cls < 0:
+            return  # a rollout's shadow copy: nobody's request
         self.results.reject(reason)
         if self.class_results is not None:
             self.class_results[cls].reject(reason)
+
+    def mark(self, d: ScaleDecision, now_s: float) -> None:
+        """Decisions and bound changes of the traffic's pool, for the plots."""
+        marks = self.results.marks
+        if (d.min_replicas, d.max_replicas) != self.bounds and len(marks) < 10_000:
+            if self.bounds is not None:
+                marks.append(Mark(now_s, "bounds", f"min {d.min_replicas} max {d.max_replicas} ({d.bounds_source})"))
+            self.bounds = (d.min_replicas, d.max_replicas)
+        if d.desired != d.current and len(marks) < 10_000:
+            why = "; ".join(o.reason for o in d.opinions if o.desired is not None) or "bounds"
+            marks.append(Mark(now_s, d.direction, f"{d.current} -> {d.desired}: {why}"))
 
     # -- minutes ---------------------------------------------------------------------------------------------
 
@@ -169,7 +190,8 @@ class Simulation:
         for p in self.pools:
             clock.push(0.0, p.on_tick, None)
         clock.push(MINUTE_S, self._on_minute, None)
-        arrive = self.primary.arrive if self.fallback is None else self._arrive
+        simple = self.fallback is None and self.primary.rollout is None
+        arrive = self.primary.arrive if simple else self._arrive
         for times, prompts, outputs in self._arrival_stream():
             arrivals = zip(times, prompts, outputs, self._classes(len(times)), strict=True)
             if not clock.interleave(arrivals, arrive, end):
