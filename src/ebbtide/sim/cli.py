@@ -100,8 +100,32 @@ def _print_table(console: Console, r: dict[str, Any], files: list[Path]) -> None
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+    _print_breakdowns(console, r)
     for f in files:
         console.print(f"wrote {f}")
+
+
+def _print_breakdowns(console: Console, r: dict[str, Any]) -> None:
+    """Per pool (cost, requests served, replicas) and per priority class (SLO, what was shed), when there is more
+    than one of either."""
+    if len(r.get("pools", {})) > 1:
+        pools = Table(title="per pool")
+        pools.add_column("pool", no_wrap=True)
+        for col in ("requests", "cost", "replica-h", "cold", "preempt", "max"):
+            pools.add_column(col, justify="right")
+        for name, p in r["pools"].items():
+            pools.add_row(name, f"{p['requests']:,}", f"${p['cost_usd']:,.2f}", f"{p['replica_hours']:.1f}",
+                          str(p["cold_starts"]), str(p["preemptions"]), str(p["max_replicas"]))
+        console.print(pools)
+    if r.get("classes"):
+        classes = Table(title="per priority class")
+        for col in ("class", "completed", "rejected", "latency P95", "TTFT P95", "SLO attainment"):
+            classes.add_column(col, justify="left" if col == "class" else "right")
+        for name, c in r["classes"].items():
+            slo = "n/a" if c["slo_attainment"] is None else f"{100 * c['slo_attainment']:.1f}%"
+            classes.add_row(name, f"{c['completed']:,}", f"{c['rejected']:,}", _sec(c["latency_p95_s"]),
+                            _sec(c["ttft_p95_s"]), slo)
+        console.print(classes)
 
 
 def _money(v: float | None) -> str:
