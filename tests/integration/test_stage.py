@@ -19,7 +19,7 @@ from ebbtide.providers.local import free_port
 from ebbtide.testing.range_server import RangeServer
 from ebbtide.testing.s3_server import LocalS3
 from ebbtide.weights import WeightsCache
-from tests.gateway_harness import gateway, http_json, write_config
+from tests.gateway_harness import gateway, http_json, wait_for, write_config
 
 BUCKET = "weights-stage"
 
@@ -112,8 +112,13 @@ def test_serve_runs_a_pool_whose_model_is_an_http_url(
         assert body["usage"]["completion_tokens"] == 4
         [replica] = gw.replicas("tiny")
         log = (state / "logs" / f"{replica['id']}.log").read_text()
+        tight = WeightsCache(cache, limit_bytes=1)  # wants every blob gone
+        assert tight.evict_to_limit(keep="") == [] and len(tight.entries()) == 1  # the running replica holds it
     report = json.loads(log.split("stage-report ", 1)[1].splitlines()[0])
     assert not report["cache_hit"] and report["bytes_fetched"] == tiny_gguf_path.stat().st_size
     assert Path(report["path"]).parent == cache / "blobs" / "sha256"
     assert Path(report["path"]).read_bytes() == tiny_gguf_path.read_bytes()
     assert any(r.range and r.range != "bytes=0-0" for r in http_model.gets("/tiny.gguf"))
+    # Once the replica is gone its hold is too, and the same eviction takes the blob.
+    wait_for(lambda: WeightsCache(cache, limit_bytes=1).evict_to_limit(keep="") != [], 30, "the blob released")
+    assert not Path(report["path"]).exists()
