@@ -157,6 +157,8 @@ def _build_params(args: argparse.Namespace) -> Any:
 
 def _stage_if_remote(args: argparse.Namespace) -> object | None:
     """Stage a remote ``--model`` and point ``args.model`` at the cached file; the result holds the blob."""
+    if "://" not in args.model:
+        return None  # a local file: start exactly as before, without importing the staging code (~50 ms)
     from ebbtide.weights import StageError, WeightsCache, cache_limit_from_env, is_remote, stage_weights
 
     if not is_remote(args.model):
