@@ -143,6 +143,11 @@ async def test_signal_stops_the_worker_cleanly(worker_process: StartWorker, sess
                                                sig: signal.Signals) -> None:
     worker = worker_process()
     await _wait_ready(session, worker)
+    # /health answers a moment before the worker takes over SIGTERM/SIGINT; its "ready in" line says it has
+    deadline = time.monotonic() + 30.0
+    while "ready in" not in worker.stderr():
+        assert time.monotonic() < deadline, f"no 'ready in' line: {worker.stderr()}"
+        await asyncio.sleep(0.02)
     worker.proc.send_signal(sig)
     assert await _wait_exit(worker, 10.0) == 0
     assert _port_is_closed(worker.port)

@@ -201,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         _log(f"server failed to start (model load or port bind): {exc}")
         return EXIT_LOAD_FAILED
-    _log(f"ready in {time.perf_counter() - started:.2f} s")
-    code = _run_until_stopped(server, args.lease, args.lease_timeout)
+    code = _run_until_stopped(server, args.lease, args.lease_timeout, time.perf_counter() - started)
     sys.stderr.flush()
     del staged  # documents the lifetime: the hold is dropped only when the process ends
     # llama.cpp's Server destructor waits up to ~30 s for open streams while holding the GIL, and there is
@@ -210,8 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os._exit(code)
 
 
-def _run_until_stopped(server: object, lease: Path | None, lease_timeout_s: float) -> int:
-    """Block while ``server`` (kept referenced here) serves; return the exit code once told to stop."""
+def _run_until_stopped(server: object, lease: Path | None, lease_timeout_s: float, load_s: float) -> int:
+    """Block while ``server`` (kept referenced here) serves; return the exit code once told to stop.
+
+    llama.cpp answers /health while its constructor is still returning, so "ready" is logged only once the
+    handlers below are in place: from that line on, SIGTERM/SIGINT stop the worker cleanly (exit 0). Before it,
+    they kill it (the default), which is what a signal during a long model load should do."""
     stop = threading.Event()
     reason: list[str] = []
 
@@ -221,6 +224,7 @@ def _run_until_stopped(server: object, lease: Path | None, lease_timeout_s: floa
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    _log(f"ready in {load_s:.2f} s")
     if lease is not None:
         watch_args = (lease, lease_timeout_s, stop, reason)
         threading.Thread(target=_watch_lease, args=watch_args, name="lease", daemon=True).start()
