@@ -10,7 +10,6 @@ keys means every request gets 401: revoking the last key never opens the gateway
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +17,7 @@ from typing import Literal
 from aiohttp import web
 
 from ebbtide.core.quota import QuotaLedger, QuotaLimits
+from ebbtide.serve.clock import Clock, WallClock
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.keys import KeyStore
 
@@ -115,6 +115,7 @@ class Gatekeeper:
         anonymous_class: str = "interactive",
         decision: AuthDecision | None = None,
         on_change: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if decision is None:
             decision = AuthDecision("none", "no key store") if keys is None else AuthDecision("keys", "key store")
@@ -125,7 +126,8 @@ class Gatekeeper:
         self._on_change = on_change or (lambda message: None)
         self.anonymous = Caller("anonymous", anonymous_class, QuotaLimits())
         self.ledger = QuotaLedger()
-        self._pruned_at = time.monotonic()
+        self.clock = clock or WallClock()
+        self._pruned_at = self.clock.monotonic()
 
     def caller(self, request: web.Request) -> Caller:
         keys = self.keys
@@ -151,7 +153,7 @@ class Gatekeeper:
     def admit(self, caller: Caller, tokens: int) -> None:
         if caller.limits.rpm is None and caller.limits.tpm is None:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         verdict = self.ledger.admit(caller.tenant, caller.limits, now, tokens=tokens)
         if now - self._pruned_at > 60:
             self.ledger.prune(now)
@@ -162,4 +164,4 @@ class Gatekeeper:
 
     def settle(self, caller: Caller, reserved: int, used: int) -> None:
         if caller.limits.tpm is not None:
-            self.ledger.settle(caller.tenant, caller.limits, time.monotonic(), reserved=reserved, used=used)
+            self.ledger.settle(caller.tenant, caller.limits, self.clock.monotonic(), reserved=reserved, used=used)

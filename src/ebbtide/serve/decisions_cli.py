@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ebbtide.core.explain import explain
+from ebbtide.serve.clock import WallClock
 from ebbtide.serve.store import Store
 
 __all__ = ["parse_since", "register"]
@@ -48,7 +48,7 @@ def decisions(
         raise typer.BadParameter(f"no store at {db}: is --state-dir right?")
     store = Store(db)
     try:
-        rows = store.decisions(parse_since(since, time.time()), pool, limit=100_000)
+        rows = store.decisions(parse_since(since, WallClock().now()), pool, limit=100_000)
     finally:
         store.close()
     console = Console()

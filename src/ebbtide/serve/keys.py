@@ -22,11 +22,12 @@ import hmac
 import re
 import secrets
 import sqlite3
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ebbtide.serve.clock import WallClock
 
 __all__ = ["DEFAULT_CLASSES", "KEY_PREFIX", "KeyRecord", "KeyStore", "KeyStoreError", "parse_key_id"]
 
@@ -96,8 +97,8 @@ class KeyStore:
         *,
         recheck_s: float = 1.0,
         cache_size: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -106,10 +107,11 @@ class KeyStore:
         self._db.executescript(_SCHEMA)
         self._recheck_s = recheck_s
         self._cache_size = cache_size
-        self._clock, self._wall = clock, wall
+        self._clock = clock or WallClock().monotonic
+        self._wall = wall or WallClock().now
         self._cache: OrderedDict[bytes, KeyRecord | None] = OrderedDict()
         self._signature = self._read_signature()
-        self._checked_at = clock()
+        self._checked_at = self._clock()
 
     def close(self) -> None:
         self._db.close()

@@ -9,21 +9,24 @@ using aiohttp.
 A pooled connection that closes before any response byte is retried once on a fresh connection: the replica
 may have closed it while it idled (a timeout is not retried). Anything else surfaces as ``UpstreamError`` for
 the proxy's retry-elsewhere logic.
+
+The proxy depends only on the ``Upstream`` / ``UpstreamReply`` protocols, so a test can answer in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["UpstreamClient", "UpstreamError", "UpstreamResponse"]
+from ebbtide.serve.clock import Clock, WallClock
+
+__all__ = ["Upstream", "UpstreamClient", "UpstreamError", "UpstreamReply", "UpstreamResponse"]
 
 Target = tuple[str, str, int]  # scheme, host, port
 
@@ -39,6 +42,30 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.started = started
         self.dropped = dropped
+
+
+class UpstreamReply(Protocol):
+    """A replica's answer as the proxy reads it: the head at once, the body whole (``read``) or in chunks."""
+
+    status: int
+    content_type: str
+
+    @property
+    def complete(self) -> bool: ...
+
+    async def read(self) -> bytes: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def release(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """POSTs a body to a replica URL and returns once the response head arrived (``UpstreamError`` if not)."""
+
+    async def post(self, url: str, body: bytes, timeout_s: float) -> UpstreamReply: ...
+
+    def close(self) -> None: ...
 
 
 class UpstreamResponse:
@@ -207,8 +234,9 @@ class _Connection(asyncio.Protocol):
 class UpstreamClient:
     """POSTs JSON to replicas over pooled connections, one request at a time per connection."""
 
-    def __init__(self, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, connect_timeout_s: float = 5.0, clock: Clock | None = None) -> None:
         self._connect_timeout_s = connect_timeout_s
+        self._clock = clock or WallClock()
         self._idle: dict[Target, list[_Connection]] = {}
         self._targets: dict[str, tuple[Target, bytes]] = {}
         self._tls: ssl.SSLContext | None = None
@@ -258,7 +286,7 @@ class UpstreamClient:
 
     def _idle_connection(self, key: Target) -> _Connection | None:
         conns = self._idle.get(key)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while conns:
             conn = conns.pop()
             if not conn.closed and now - conn.idle_since < IDLE_S:
@@ -288,5 +316,5 @@ class UpstreamClient:
                 del self._idle[conn.key]
 
     def _put_back(self, conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
+        conn.idle_since = self._clock.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
