@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -58,7 +57,7 @@ def _completion_handler(kind: str, path: str) -> Handler:
 
 async def _models(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    created = int(time.time())
+    created = int(runtime.clock.now())
     data = [{"id": name, "object": "model", "created": created, "owned_by": "ebbtide"} for name in runtime.pools]
     return web.json_response({"object": "list", "data": data})
 

@@ -45,7 +45,8 @@ class Replica:
 
     def view(self) -> ReplicaView:
         return ReplicaView(
-            self.replica_id, self.state, self.inflight, self.slots, self.requested_at, self.ready_at, self.variant
+            self.replica_id, self.state, self.inflight, self.slots, self.requested_at, self.ready_at, self.variant,
+            self.spot,
         )
 
 
@@ -114,6 +115,10 @@ class SlotBroker:
             raise
         finally:
             self._queue.discard(item)
+
+    def can_shed(self, priority_class: str) -> bool:
+        """A waiter of a lower class than ``priority_class`` could make room."""
+        return self._queue.shed_candidate(priority_class) is not None
 
     def _shed_for(self, priority_class: str) -> None:
         victim = self._queue.shed_candidate(priority_class)

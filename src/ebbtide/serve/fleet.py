@@ -1,31 +1,47 @@
-"""Replica lifecycle for one pool over any provider: start, wait ready (startup timeout), health-check, drain, replace.
+"""Replica lifecycle for one pool over any provider: carry out core's fleet plan, wait ready, health-check, drain.
 
-``requested → starting → ready → draining → stopped``, plus ``failed``. The fleet keeps ``desired`` replicas with
-capacity (requested/starting/ready) and replaces failed ones; every transition is an event.
+``requested → starting → ready → draining → stopped``, plus ``failed``. What to start and what to drain is decided
+once, in ``core.fleet.plan_fleet`` (removal order, variant switch, candidates, the spot on-demand floor) and
+``core.fleet.preempt`` (spot notices) — the twin carries out the same plan. This module only turns its actions into
+provider calls: ``Start`` launches a replica, ``Drain`` stops routing to one at once and stops it when
+``drain_finished`` (nothing in flight, or its deadline). Every carried-out action is kept in ``actions`` (ordered,
+bounded) so a test can compare the live fleet with the twin's. Every transition is an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiohttp
 
 from ebbtide.config import PoolSpec
+from ebbtide.core.cost import CostLedger
 from ebbtide.core.fairqueue import DEFAULT_CLASSES
+from ebbtide.core.fleet import (
+    DEFAULT_VARIANT,
+    FleetAction,
+    FleetTarget,
+    Start,
+    drain_finished,
+    plan_fleet,
+    preempt,
+)
 from ebbtide.core.signals import CAPACITY_STATES, ReplicaState
 from ebbtide.engines.base import Engine, Health
 from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.broker import Replica, SlotBroker
-from ebbtide.serve.clock import WallClock
+from ebbtide.serve.clock import Clock, WallClock
 
 __all__ = ["EventSink", "Fleet"]
 
 EventSink = Callable[[str, Replica | None, str], None]
 STARTUP_POLL_S = 0.05
-CANDIDATE = "candidate"
+DRAIN_POLL_S = 0.05
+ACTIONS_KEPT = 10_000
 
 
 class Fleet:
@@ -38,16 +54,16 @@ class Fleet:
         emit: EventSink,
         next_id: Callable[[], str],
         max_queue: int,
-        clock: WallClock | None = None,
+        clock: Clock | None = None,
         variants: dict[str, Engine] | None = None,
         priority_classes: Sequence[str] = DEFAULT_CLASSES,
     ) -> None:
         self.pool = pool
         self.provider = provider
         self.engine = engine
-        self.engines = {"default": engine, **(variants or {})}
-        self.variant = "default"
-        self.previous_variant = "default"
+        self.engines = {DEFAULT_VARIANT: engine, **(variants or {})}
+        self.variant = DEFAULT_VARIANT
+        self.previous_variant = DEFAULT_VARIANT
         self.spot_available = True
         self.candidate_count = 0
         self.hold_old = False
@@ -57,6 +73,8 @@ class Fleet:
         self.clock = clock or WallClock()
         self.replicas: dict[str, Replica] = {}
         self.desired = 0
+        self.actions: deque[tuple[float, FleetAction]] = deque(maxlen=ACTIONS_KEPT)
+        self.ledger = CostLedger()  # each replica billed at its own price from request to stop
         self.broker = SlotBroker(self.live_replicas, max_queue, priority_classes)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -80,35 +98,34 @@ class Fleet:
             return
         self._reconcile()
 
-    def adopt(self, replica: Replica, launched: Launched) -> None:
+    def adopt(self, replica: Replica, launched: Launched | None = None) -> None:
+        """A replica a previous controller left running: billed from now; watched until ready unless it is."""
         self.replicas[replica.replica_id] = replica
-        self._spawn(self._watch_ready(replica, launched, adopted=True))
+        self._bill(replica)
+        if launched is not None:
+            self._spawn(self._watch_ready(replica, launched, adopted=True))
+
+    def target(self) -> FleetTarget:
+        spot = self.pool.replica.spot
+        return FleetTarget(
+            self.desired, self.variant, self.candidate_count, self.hold_old,
+            spot=spot is not None and self.spot_available, min_on_demand=spot.min_on_demand if spot else 0,
+        )
 
     def _reconcile(self) -> None:
         if self._closing:
             return
-        have = [r for r in self.capacity() if r.variant == self.variant]
-        old = [r for r in self.capacity() if r.variant not in (self.variant, CANDIDATE)]
-        self._reconcile_candidates()
-        for _ in range(self.desired - len(have)):
-            self._start_one()
-        excess = len(have) - self.desired
-        if excess > 0:
-            for victim in sorted(have, key=_victim_order)[:excess]:
-                self._start_drain(victim, f"scale-in to {self.desired}")
-        ready_new = sum(1 for r in have if r.state is ReplicaState.READY)
-        keep_old = len(old) if self.hold_old else max(0, self.desired - ready_new)
-        for victim in sorted(old, key=_victim_order)[: max(0, len(old) - keep_old)]:
-            self._start_drain(victim, f"replaced by variant {self.variant}")
+        now = self.clock.now()
+        self._carry_out(plan_fleet([r.view() for r in self.live_replicas()], self.target(), now), now)
 
-    def _reconcile_candidates(self) -> None:
-        if self.variant == CANDIDATE:
-            return
-        have = [r for r in self.capacity() if r.variant == CANDIDATE]
-        for _ in range(self.candidate_count - len(have)):
-            self._start_one(CANDIDATE)
-        for victim in sorted(have, key=_victim_order)[: max(0, len(have) - self.candidate_count)]:
-            self._start_drain(victim, "candidate no longer wanted")
+    def _carry_out(self, actions: list[FleetAction], now: float) -> None:
+        for action in actions:
+            self.actions.append((now, action))
+            if isinstance(action, Start):
+                self._start_one(action)
+                continue
+            within = None if action.deadline_s is None else max(0.0, action.deadline_s - now)
+            self._start_drain(self.replicas[action.replica_id], action.reason, within_s=within)
 
     def set_candidates(self, count: int) -> None:
         self.candidate_count = count
@@ -122,14 +139,18 @@ class Fleet:
         self.hold_old = hold_old
         self._reconcile()
 
-    def _start_one(self, variant: str | None = None) -> None:
-        variant = variant or self.variant
-        engine = self.engines[variant]
+    def _start_one(self, start: Start) -> None:
+        engine = self.engines[start.variant]
         replica = Replica(self.next_id(), self.pool.name, engine.slots, requested_at=self.clock.now(),
-                          variant=variant, spot=self.pool.replica.spot is not None and self.spot_available)
+                          variant=start.variant, spot=start.spot)
         self.replicas[replica.replica_id] = replica
-        self.emit("requested", replica, f"desired {self.desired}")
+        self._bill(replica)
+        self.emit("requested", replica, start.reason)
         self._spawn(self._launch(replica))
+
+    def _bill(self, replica: Replica) -> None:
+        if not self.ledger.is_open(replica.replica_id):
+            self.ledger.open(replica.replica_id, self.pool.price(replica.variant, replica.spot), self.clock.now())
 
     async def _launch(self, replica: Replica) -> None:
         try:
@@ -155,8 +176,8 @@ class Fleet:
                 replica.state, replica.ready_at = ReplicaState.READY, self.clock.now()
                 took = replica.ready_at - replica.requested_at
                 self.emit("adopted" if adopted else "ready", replica, f"ready after {took:.2f}s")
+                self._reconcile()  # as the twin: plan first (old variant may drain), then serve the queue
                 self.broker.wake()
-                self._reconcile()
                 return
             if self.clock.now() > deadline:
                 self._fail(replica, f"not ready within startup_timeout_s {self.pool.replica.startup_timeout_s:g}")
@@ -189,6 +210,7 @@ class Fleet:
         if replica.state in (ReplicaState.FAILED, ReplicaState.STOPPED):
             return
         replica.state = ReplicaState.FAILED
+        self.ledger.close(replica.replica_id, self.clock.now())
         self.emit("failed", replica, reason)
         if replica.base_url:
             self._spawn(self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s))
@@ -214,8 +236,9 @@ class Fleet:
         spot = self.pool.replica.spot
         notice = notice_s if notice_s is not None else (spot.notice_s if spot else self.pool.replica.drain_timeout_s)
         self.emit("preempted", replica, f"termination notice: gone in {notice:g}s")
-        self._start_drain(replica, "spot termination notice", within_s=notice)
-        self._reconcile()
+        now = self.clock.now()
+        views = [r.view() for r in self.live_replicas()]
+        self._carry_out(preempt(views, replica_id, notice, self.target(), now), now)
         return True
 
     def set_spot_available(self, available: bool) -> None:
@@ -225,13 +248,14 @@ class Fleet:
 
     async def _finish_drain(self, replica: Replica, within_s: float | None = None) -> None:
         limit = self.pool.replica.drain_timeout_s if within_s is None else within_s
-        deadline = self.clock.monotonic() + limit
-        while replica.inflight > 0 and self.clock.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        deadline = self.clock.monotonic() + limit  # monotonic: a wall-clock step must not end a drain early
+        while not drain_finished(replica.inflight, deadline, self.clock.monotonic()):
+            await asyncio.sleep(DRAIN_POLL_S)
         left = replica.inflight
         if replica.base_url:
             await self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s)
         replica.state = ReplicaState.STOPPED
+        self.ledger.close(replica.replica_id, self.clock.now())
         self.emit("stopped", replica, f"drained ({left} still in flight at stop)" if left else "drained")
 
     def _launched(self, replica: Replica) -> Launched:
@@ -260,7 +284,3 @@ class Fleet:
         draining = [r for r in self.replicas.values() if r.state is ReplicaState.DRAINING]
         await asyncio.gather(*(self._finish_drain(r) for r in draining), return_exceptions=True)
 
-
-def _victim_order(r: Replica) -> tuple[int, int, float, str]:
-    not_ready_first = 0 if r.state is not ReplicaState.READY else 1
-    return (not_ready_first, r.inflight, -r.requested_at, r.replica_id)

@@ -1,5 +1,8 @@
-"""Forward one OpenAI request: queue for a slot, send to the chosen replica, stream back, retry before first byte.
+"""Forward one OpenAI request: take a free slot or be admitted to the queue, send to the chosen replica, stream back,
+retry before the first byte.
 
+A request that cannot start at once (others waiting, or no free slot) is judged by ``core.queueing.admit``
+(``serve/admission.py``): 429/503 + Retry-After at once, or it waits; still waiting at its deadline → 503.
 A replica failing before the first byte is sent to the client means the request is retried on another replica;
 once bytes have been streamed it cannot be (the client sees an SSE error event, then the stream ends).
 """
@@ -7,20 +10,21 @@ once bytes have been streamed it cannot be (the client sees an SSE error event, 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from ebbtide.core.queueing import Backlog, admit
+from ebbtide.serve.admission import check_admission, queue_timeout, record_slot_time
 from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
 from ebbtide.serve.errors import ApiError
 from ebbtide.serve.runtime import PoolRuntime, Runtime
-from ebbtide.serve.upstream import UpstreamError, UpstreamResponse
+from ebbtide.serve.upstream import UpstreamError, UpstreamReply
 
-__all__ = ["forward"]
+__all__ = ["OUTPUT_TOKENS", "forward"]
+
+OUTPUT_TOKENS = web.ResponseKey("output_tokens", int)  # what the answer used, for the tenant's quota
 
 
 
@@ -51,31 +55,32 @@ async def forward(
     caller: Caller = ANONYMOUS,
     arm: Arm = ANY,
 ) -> web.StreamResponse:
-    started = time.monotonic()
+    clock = runtime.clock
+    started = clock.monotonic()
     gw = runtime.cfg.gateway
     deadline_s = _deadline(request, gw.default_deadline_s)
     stream = bool(payload.get("stream", False))
     pr.arrivals_total += 1
     pr.last_arrival_s = runtime.policy_clock.now()
-    if not pr.fleet.has_ready():
-        _admit_cold(runtime, pr, deadline_s)
     excluded: frozenset[str] = frozenset()
     code = 500
     try:
         for attempt in range(gw.retries + 1):
-            replica = await _acquire(pr, deadline_s - (time.monotonic() - started), excluded, caller, arm)
+            replica = await _acquire(runtime, pr, deadline_s, started, excluded, caller, arm, attempt == 0)
+            acquired = clock.monotonic()
             try:
                 body = _for_engine(pr, replica, payload, raw)
                 outcome = await _send(request, runtime, replica, path, body, stream, started)
                 code = outcome.status
+                record_slot_time(pr, clock.monotonic() - acquired)
                 _observe(runtime, pr, outcome, started, stream)
                 if pr.rollout is not None:
-                    pr.rollout.record(replica.variant, time.monotonic() - started, code < 500)
-                outcome.response["output_tokens"] = outcome.output_tokens
+                    pr.rollout.record(replica.variant, clock.monotonic() - started, code < 500)
+                outcome.response[OUTPUT_TOKENS] = outcome.output_tokens
                 return outcome.response
             except _BeforeFirstByte as exc:
                 if pr.rollout is not None:
-                    pr.rollout.record(replica.variant, time.monotonic() - started, False)
+                    pr.rollout.record(replica.variant, clock.monotonic() - started, False)
                 excluded = excluded | {replica.replica_id}
                 runtime.metrics.retries.labels(pr.spec.name).inc()
                 await pr.fleet.suspect(replica)
@@ -97,20 +102,6 @@ def _for_engine(pr: PoolRuntime, replica: Replica, payload: dict[str, Any], raw:
     return raw if upstream_model is None else json.dumps({**payload, "model": upstream_model}).encode()
 
 
-def _admit_cold(runtime: Runtime, pr: PoolRuntime, deadline_s: float) -> None:
-    """No ready replica: hold the request while one starts, or say 503 + Retry-After at once if it cannot be in time."""
-    if pr.fleet.desired == 0:
-        runtime.poke()
-    eta_s = runtime.ready_eta_s(pr)
-    backlog = Backlog(pr.fleet.broker.queue_depth, 0, 0, pr.service_ewma_s or 0.0, eta_s)
-    verdict = admit(backlog, runtime.cfg.gateway.max_queue, deadline_s)
-    if not verdict.accepted:
-        pr.completions_total += 1
-        runtime.metrics.requests.labels(pr.spec.name, str(verdict.status)).inc()
-        raise ApiError(verdict.status, f"pool {pr.spec.name!r}: {verdict.reason}", "cold_start",
-                       retry_after_s=verdict.retry_after_s)
-
-
 def _deadline(request: web.Request, default_s: float) -> float:
     header = request.headers.get("X-Ebbtide-Deadline-S")
     if header is None:
@@ -125,15 +116,28 @@ def _deadline(request: web.Request, default_s: float) -> float:
     return value
 
 
-async def _acquire(pr: PoolRuntime, wait_s: float, excluded: frozenset[str], caller: Caller, arm: Arm) -> Replica:
+async def _acquire(
+    runtime: Runtime, pr: PoolRuntime, deadline_s: float, started: float, excluded: frozenset[str],
+    caller: Caller, arm: Arm, arriving: bool,
+) -> Replica:
+    """A free slot at once; else (on arrival) admission decides, then the request waits in the fair queue.
+    Nothing awaits between the check and joining the queue, so the verdict holds for what the queue does."""
+    broker = pr.fleet.broker
+    replica = broker.try_acquire(excluded, arm)
+    if replica is not None:
+        return replica
+    if not pr.fleet.has_ready() and pr.fleet.desired == 0:
+        runtime.poke(pr)  # scale from zero now, not at the next tick (even if this request is refused)
+    if arriving:
+        check_admission(runtime, pr, deadline_s, caller.priority_class)
+    wait_s = deadline_s - (runtime.clock.monotonic() - started)
     try:
-        return await pr.fleet.broker.acquire(max(wait_s, 0.0), excluded, caller.tenant, caller.priority_class, arm)
-    except QueueFull as exc:
-        raise ApiError(429, f"pool {pr.spec.name!r}: {exc}", "queue_full", retry_after_s=5) from None
+        return await broker.acquire(max(wait_s, 0.0), excluded, caller.tenant, caller.priority_class, arm)
+    except QueueFull as exc:  # the queue was full (a retry), or this waiter was shed for a higher class
+        raise ApiError(429, f"pool {pr.spec.name!r}: {exc}", "queue_full",
+                       retry_after_s=max(1.0, runtime.service_s(pr))) from None
     except TimeoutError:
-        raise ApiError(
-            503, f"pool {pr.spec.name!r}: no replica slot within the deadline", "no_capacity", retry_after_s=10
-        ) from None
+        raise queue_timeout(runtime, pr) from None
 
 
 async def _send(
@@ -146,12 +150,12 @@ async def _send(
     try:
         if not stream or upstream.status != 200:
             return await _buffered(upstream, replica)
-        return await _streamed(request, upstream, replica, started)
+        return await _streamed(request, runtime, upstream, replica, started)
     finally:
         upstream.release()
 
 
-async def _buffered(upstream: UpstreamResponse, replica: Replica) -> _Outcome:
+async def _buffered(upstream: UpstreamReply, replica: Replica) -> _Outcome:
     try:
         body = await upstream.read()
     except UpstreamError as exc:
@@ -165,7 +169,9 @@ async def _buffered(upstream: UpstreamResponse, replica: Replica) -> _Outcome:
     return _Outcome(response, upstream.status, _usage_tokens(body))
 
 
-async def _streamed(request: web.Request, upstream: UpstreamResponse, replica: Replica, started: float) -> _Outcome:
+async def _streamed(
+    request: web.Request, runtime: Runtime, upstream: UpstreamReply, replica: Replica, started: float
+) -> _Outcome:
     response = _EventStream(
         status=200,
         headers={
@@ -180,7 +186,7 @@ async def _streamed(request: web.Request, upstream: UpstreamResponse, replica: R
         async for chunk in upstream:
             if outcome.ttft_s is None:
                 await response.prepare(request)
-                outcome.ttft_s = time.monotonic() - started
+                outcome.ttft_s = runtime.clock.monotonic() - started
             outcome.output_tokens += chunk.count(b"data: {")
             if upstream.complete:
                 await response.write_eof(chunk)  # last data and the terminating chunk in one write
@@ -209,9 +215,7 @@ def _usage_tokens(body: bytes) -> int:
 
 def _observe(runtime: Runtime, pr: PoolRuntime, outcome: _Outcome, started: float, stream: bool) -> None:
     m, name = runtime.metrics, pr.spec.name
-    took = time.monotonic() - started
-    m.duration.labels(name).observe(took)
-    pr.service_ewma_s = took if pr.service_ewma_s is None else 0.9 * pr.service_ewma_s + 0.1 * took
+    m.duration.labels(name).observe(runtime.clock.monotonic() - started)
     if stream and outcome.ttft_s is not None:
         m.ttft.labels(name).observe(outcome.ttft_s)
     if outcome.output_tokens:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import deque
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 
+from ebbtide.core.fleet import CANDIDATE
 from ebbtide.core.rollout import RolloutSpec, RolloutState, arm_stats, step_rollout, traffic_percent
 from ebbtide.serve.broker import ANY, Arm, QueueFull
-from ebbtide.serve.fleet import CANDIDATE, Fleet
+from ebbtide.serve.clock import Clock, WallClock
+from ebbtide.serve.fleet import Fleet
 
 __all__ = ["BASELINE_ARM", "CANDIDATE_ARM", "RolloutDriver"]
 
@@ -23,19 +24,20 @@ SHADOW_WAIT_S = 30.0
 
 
 class RolloutDriver:
-    """Usage: ``driver = RolloutDriver(spec, fleet, rng)``; per request ``arm = driver.arm()``; ``driver.record``;
-    each tick ``driver.tick(now)``."""
+    """Usage: ``driver = RolloutDriver(spec, fleet, rng, clock)``; per request ``arm = driver.arm()``;
+    ``driver.record``; each tick ``driver.tick()``."""
 
-    def __init__(self, spec: RolloutSpec, fleet: Fleet, rng: random.Random) -> None:
+    def __init__(self, spec: RolloutSpec, fleet: Fleet, rng: random.Random, clock: Clock | None = None) -> None:
         self.spec = spec
         self.fleet = fleet
         self.rng = rng
-        self.state = RolloutState(step_started_s=time.monotonic())
+        self.clock = clock or WallClock()
+        self.state = RolloutState(step_started_s=self.clock.monotonic())
         self.samples: dict[str, deque[tuple[float, float, bool]]] = {
             "baseline": deque(maxlen=10_000), "candidate": deque(maxlen=10_000),
         }
         self._shadows: set[asyncio.Task[None]] = set()
-        self.started_s = time.monotonic()
+        self.started_s = self.clock.monotonic()
         self.switched = spec.mode != "blue-green"
         fleet.emit("rollout", None, f"{spec.mode} of candidate started")
         if spec.mode != "blue-green":
@@ -64,7 +66,7 @@ class RolloutDriver:
         return "candidate" if replica_variant == CANDIDATE else "baseline"
 
     def record(self, replica_variant: str, latency_s: float, ok: bool) -> None:
-        self.samples[self.arm_name(replica_variant)].append((time.monotonic(), latency_s, ok))
+        self.samples[self.arm_name(replica_variant)].append((self.clock.monotonic(), latency_s, ok))
 
     def want_shadow(self) -> bool:
         return self.active and self.spec.mode == "shadow" and self.rng.random() * 100 < self.spec.percent
@@ -80,7 +82,7 @@ class RolloutDriver:
             replica = await broker.acquire(SHADOW_WAIT_S, arm=CANDIDATE_ARM, priority_class="shadow")
         except (QueueFull, TimeoutError):
             return
-        started = time.monotonic()
+        started = self.clock.monotonic()
         ok = False
         try:
             async with session.post(replica.base_url + path, data=raw,
@@ -91,7 +93,8 @@ class RolloutDriver:
             ok = False
         finally:
             broker.release(replica)
-            self.samples["candidate"].append((time.monotonic(), time.monotonic() - started, ok))
+            done = self.clock.monotonic()
+            self.samples["candidate"].append((done, done - started, ok))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -115,7 +118,7 @@ class RolloutDriver:
     def tick(self) -> None:
         if not self.active:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if not self._maybe_switch_to_green(now):
             return
         window = self.spec.rollback.window_s

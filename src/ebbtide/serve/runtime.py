@@ -1,6 +1,9 @@
 """Everything one gateway process runs: per-pool fleets and controllers, the store, metrics, event reporting.
 
-``tick()`` is one controller iteration (what tests call); ``run_controller()`` only waits for the next tick.
+Each pool ticks in its own task at its own ``scaling.tick_s`` (``tick_pool``); an exception in one pool's tick is
+reported with that pool's name and never stops another pool's tick. ``tick()`` ticks every pool once (what tests
+call). The clock, the upstream client and the engine factory are injected, so a test can run the whole control
+loop on a ``ManualClock`` with an in-process provider and upstream.
 """
 
 from __future__ import annotations
@@ -18,24 +21,30 @@ import aiohttp
 
 from ebbtide.config import Config, PoolSpec, build_controller
 from ebbtide.core.controller import Controller, ControllerState, ScaleDecision
+from ebbtide.core.fleet import CANDIDATE
+from ebbtide.core.queueing import ready_eta_s
 from ebbtide.core.signals import PoolSignals, ReplicaState
 from ebbtide.engines import build_engine
-from ebbtide.engines.base import Health
+from ebbtide.engines.base import Engine, Health
+from ebbtide.engines.factory import AnyEngineSpec
 from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.auth import Gatekeeper
 from ebbtide.serve.broker import Replica
-from ebbtide.serve.clock import PolicyClock, WallClock
-from ebbtide.serve.fleet import CANDIDATE, Fleet
+from ebbtide.serve.clock import Clock, PolicyClock, WallClock
+from ebbtide.serve.fleet import Fleet
 from ebbtide.serve.metrics import GatewayMetrics
 from ebbtide.serve.rollouts import RolloutDriver
 from ebbtide.serve.store import Store
 from ebbtide.serve.sysmetrics import scrape_replicas
-from ebbtide.serve.upstream import UpstreamClient
+from ebbtide.serve.upstream import Upstream, UpstreamClient
 
 __all__ = ["PoolRuntime", "Runtime"]
 
 Reporter = Callable[[str, dict[str, Any]], None]
+EngineFactory = Callable[[AnyEngineSpec], Engine]
 DEFAULT_COLD_START_ESTIMATE_S = 60.0
+MIN_TICK_PERIOD_S = 0.05
+COLD_START_REREAD_S = 30.0
 
 
 @dataclass(eq=False)
@@ -50,23 +59,20 @@ class PoolRuntime:
     paused: bool = False
     last_recorded: tuple[Any, ...] = field(default=())
     last_decision: ScaleDecision | None = None
-    service_ewma_s: float | None = None
-    cost_usd: float = 0.0
+    service_s: float | None = None  # EWMA of how long a request held a slot (acquire → release)
+    cost_usd: float = 0.0  # what the fleet's ledger had charged at the last gauge update
+    replica_s: float = 0.0
     cold_p90_s: float | None = None
     cold_p90_read_at: float = float("-inf")
     output_tokens_total: int = 0
     rollout: RolloutDriver | None = None
+    ticks: int = 0
+    poked: bool = False
+    inflight_labels: set[str] = field(default_factory=set)
 
-
-def replica_price(spec: PoolSpec, replica: Replica) -> float:
-    if replica.spot and spec.replica.spot is not None:
-        return spec.replica.spot.hourly_usd
-    if replica.variant == CANDIDATE and spec.rollout is not None and spec.rollout.candidate.hourly_usd is not None:
-        return spec.rollout.candidate.hourly_usd
-    for v in spec.variants:
-        if v.name == replica.variant and v.hourly_usd is not None:
-            return v.hourly_usd
-    return spec.replica.hourly_usd
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 class Runtime:
@@ -77,46 +83,51 @@ class Runtime:
         provider: Provider,
         policy_clock: PolicyClock,
         report: Reporter | None = None,
-        wall: WallClock | None = None,
+        clock: Clock | None = None,
         model_cache_dir: Path | None = None,
         gatekeeper: Gatekeeper | None = None,
         notice_dir: Path | None = None,
+        upstream: Upstream | None = None,
+        engines: EngineFactory | None = None,
     ) -> None:
         self.notice_dir = notice_dir
-        self.model_cache_dir = model_cache_dir
         self.gatekeeper = gatekeeper or Gatekeeper(None)
         self.cfg = cfg
         self.store = store
         self.provider = provider
         self.policy_clock = policy_clock
-        self.wall = wall or WallClock()
+        self.clock: Clock = clock or WallClock()
         self.report = report or (lambda kind, data: None)
         self.metrics = GatewayMetrics()
         self.pools: dict[str, PoolRuntime] = {}
         self.session: aiohttp.ClientSession | None = None
-        self.upstream = UpstreamClient()
+        self.upstream: Upstream = upstream or UpstreamClient(clock=self.clock)
+        self._engine = engines or (lambda spec: build_engine(spec, model_cache_dir))
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(len(store.replicas()) + 1)
-        self._last_cost_at = self.wall.monotonic()
-        self._poked: asyncio.Future[None] | None = None
+
+    @property
+    def wall(self) -> Clock:
+        """The injected clock (the dashboard's name for it)."""
+        return self.clock
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         for spec in self.cfg.pools:
-            engine = build_engine(spec.engine, self.model_cache_dir)
-            variants = {v.name: build_engine(v.engine or spec.engine, self.model_cache_dir) for v in spec.variants}
+            variants = {v.name: self._engine(v.engine or spec.engine) for v in spec.variants}
             if spec.rollout is not None:
-                variants[CANDIDATE] = build_engine(spec.rollout.candidate.engine or spec.engine, self.model_cache_dir)
+                variants[CANDIDATE] = self._engine(spec.rollout.candidate.engine or spec.engine)
             fleet = Fleet(
-                spec, self.provider, engine, self.session, self._emitter(spec.name), self._next_id(spec.name),
-                self.cfg.gateway.max_queue, self.wall, variants, self.cfg.gateway.priority_classes,
+                spec, self.provider, self._engine(spec.engine), self.session, self._emitter(spec.name),
+                self._next_id(spec.name), self.cfg.gateway.max_queue, self.clock, variants,
+                self.cfg.gateway.priority_classes,
             )
             controller = build_controller(spec)
-            self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
-            await self._adopt(self.pools[spec.name])
+            pr = self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
+            await self._adopt(pr)
             if spec.rollout is not None:
-                self.pools[spec.name].rollout = RolloutDriver(spec.rollout, fleet, random.Random(0))
+                pr.rollout = RolloutDriver(spec.rollout, fleet, random.Random(0), self.clock)
         await self.tick()
 
     async def _adopt(self, pr: PoolRuntime) -> None:
@@ -136,7 +147,7 @@ class Runtime:
             adopted += 1
             if await engine.health(pr.fleet.session, replica.base_url) is Health.READY:
                 replica.state = ReplicaState.READY
-                pr.fleet.replicas[replica.replica_id] = replica
+                pr.fleet.adopt(replica)
                 pr.fleet.emit("adopted", replica, "healthy after controller restart")
             else:
                 pr.fleet.adopt(replica, launched)
@@ -145,46 +156,82 @@ class Runtime:
         if variants:
             pr.fleet.variant = max(set(variants), key=variants.count)
 
-    def ready_eta_s(self, pr: PoolRuntime) -> float:
-        """When a replica is expected to be ready: measured p90 cold start, else the configured estimate."""
-        estimate = self._cold_start_p90_s(pr) or pr.spec.replica.cold_start_estimate_s or DEFAULT_COLD_START_ESTIMATE_S
-        starting = [r for r in pr.fleet.capacity() if r.state is not ReplicaState.READY]
-        if not starting:
-            return estimate
-        elapsed = self.wall.now() - min(r.requested_at for r in starting)
-        return max(0.5, estimate - elapsed)
+    # -- what admission and fallback read ------------------------------------------------------------------
 
-    def poke(self) -> None:
-        """Run a controller tick soon (a request arrived at a pool with no capacity)."""
-        if self._poked is None or self._poked.done():
-            self._poked = asyncio.ensure_future(self.tick())
+    def cold_start_s(self, pr: PoolRuntime) -> float:
+        """Expected cold start: the measured p90, else the configured estimate, else 60 s."""
+        return (self._cold_start_p90_s(pr) or pr.spec.replica.cold_start_estimate_s
+                or DEFAULT_COLD_START_ESTIMATE_S)
+
+    def ready_eta_s(self, pr: PoolRuntime) -> float:
+        """Seconds until a replica is expected ready (``core.queueing.ready_eta_s``)."""
+        starting = [r.requested_at for r in pr.fleet.capacity() if r.state is not ReplicaState.READY]
+        return ready_eta_s(starting, self.cold_start_s(pr), self.clock.now())
+
+    def service_s(self, pr: PoolRuntime) -> float:
+        """Mean slot time: the pool's EWMA, or half the latency SLO before any request finished (as the twin)."""
+        return pr.service_s if pr.service_s is not None else self.cfg.slo.latency_p95_s / 2
+
+    def _cold_start_p90_s(self, pr: PoolRuntime) -> float | None:
+        """p90 of the pool's measured cold starts (≥ 3 samples), re-read from the store at most every 30 s."""
+        now = self.clock.monotonic()
+        if now - pr.cold_p90_read_at >= COLD_START_REREAD_S:
+            measured = sorted(self.store.cold_starts_s(pr.spec.name))
+            pr.cold_p90_s = measured[min(len(measured) - 1, int(0.9 * len(measured)))] if len(measured) >= 3 else None
+            pr.cold_p90_read_at = now
+        return pr.cold_p90_s
+
+    # -- the control loop ----------------------------------------------------------------------------------
+
+    def poke(self, pr: PoolRuntime) -> None:
+        """Tick this pool soon (a request arrived at a pool with nothing to serve it), not at its next period."""
+        if not pr.poked:
+            pr.poked = True
+            asyncio.get_running_loop().call_soon(self._poked_tick, pr)
+
+    def _poked_tick(self, pr: PoolRuntime) -> None:
+        pr.poked = False
+        self.tick_pool(pr)
 
     def run_background(self) -> None:
-        self._tasks = [
-            asyncio.ensure_future(self.run_controller()),
-            asyncio.ensure_future(self.run_health()),
-        ]
+        self.run_controllers()
+        self._tasks.append(asyncio.ensure_future(self.run_health()))
 
-    def _next_id(self, pool: str) -> Callable[[], str]:
-        return lambda: f"{pool}-{next(self._ids)}"
+    def run_controllers(self) -> None:
+        """One task per pool, each at its own period."""
+        self._tasks += [asyncio.ensure_future(self._pool_loop(pr)) for pr in self.pools.values()]
 
-    def _emitter(self, pool: str) -> Callable[[str, Replica | None, str], None]:
-        def emit(kind: str, replica: Replica | None, detail: str) -> None:
-            now = self.wall.now()
-            rid = replica.replica_id if replica else None
-            self.store.add_event(now, pool, rid, kind, detail)
-            if replica is not None:
-                self.store.upsert_replica(
-                    replica.replica_id, pool, replica.state.value, replica.base_url, replica.handle,
-                    replica.requested_at, replica.ready_at,
-                    now if replica.state in (ReplicaState.STOPPED, ReplicaState.FAILED) else None,
-                    replica.variant,
-                )
-                if kind == "ready" and replica.ready_at is not None:
-                    self.metrics.cold_start.labels(pool).observe(replica.ready_at - replica.requested_at)
-            self.report("event", {"at": now, "pool": pool, "replica": rid, "kind": kind, "detail": detail})
+    async def _pool_loop(self, pr: PoolRuntime) -> None:
+        while True:
+            await asyncio.sleep(max(pr.spec.scaling.tick_s / self.policy_clock.scale, MIN_TICK_PERIOD_S))
+            self.tick_pool(pr)
 
-        return emit
+    async def tick(self) -> None:
+        for pr in self.pools.values():
+            self.tick_pool(pr)
+
+    def tick_pool(self, pr: PoolRuntime) -> None:
+        """One controller iteration of one pool; an error is reported with the pool and goes no further."""
+        try:
+            self._decide(pr, self.policy_clock.now())
+            pr.fleet.forget_stopped()
+        except Exception as exc:
+            self.report("error", {"where": f"controller tick of pool {pr.name!r}", "pool": pr.name,
+                                  "error": repr(exc)})
+        try:
+            self._update_gauges(pr)
+        except Exception as exc:
+            self.report("error", {"where": f"gauges of pool {pr.name!r}", "pool": pr.name, "error": repr(exc)})
+
+    def _decide(self, pr: PoolRuntime, now_s: float) -> None:
+        decision, pr.state = pr.controller.decide(self.signals(pr, now_s), pr.state, now_s)
+        pr.ticks += 1
+        pr.last_decision = decision
+        self._record(pr, decision)
+        if pr.rollout is not None:  # as the twin: the rollout's step first, then the controller's count
+            pr.rollout.tick()
+        if not pr.paused:
+            pr.fleet.set_desired(decision.desired, decision.variant)
 
     def signals(self, pr: PoolRuntime, now_s: float) -> PoolSignals:
         return PoolSignals(
@@ -198,28 +245,6 @@ class Runtime:
             last_arrival_s=pr.last_arrival_s,
             cold_start_p90_s=self._cold_start_p90_s(pr),
         )
-
-    def _cold_start_p90_s(self, pr: PoolRuntime) -> float | None:
-        """p90 of the pool's measured cold starts (≥ 3 samples), re-read from the store at most every 30 s."""
-        now = self.wall.monotonic()
-        if now - pr.cold_p90_read_at >= 30.0:
-            measured = sorted(self.store.cold_starts_s(pr.spec.name))
-            pr.cold_p90_s = measured[min(len(measured) - 1, int(0.9 * len(measured)))] if len(measured) >= 3 else None
-            pr.cold_p90_read_at = now
-        return pr.cold_p90_s
-
-    async def tick(self) -> None:
-        now_s = self.policy_clock.now()
-        for pr in self.pools.values():
-            decision, pr.state = pr.controller.decide(self.signals(pr, now_s), pr.state, now_s)
-            pr.last_decision = decision
-            self._record(pr, decision)
-            if not pr.paused:
-                pr.fleet.set_desired(decision.desired, decision.variant)
-            if pr.rollout is not None:
-                pr.rollout.tick()
-            pr.fleet.forget_stopped()
-        self._update_gauges()
 
     def _record(self, pr: PoolRuntime, d: ScaleDecision) -> None:
         switching = d.variant is not None and d.variant != pr.fleet.variant
@@ -238,35 +263,31 @@ class Runtime:
             self.metrics.decisions.labels(pr.spec.name, d.direction).inc()
         self.report("decision", {"decision": d})
 
-    def _update_gauges(self) -> None:
-        now = self.wall.monotonic()
-        dt_h, self._last_cost_at = (now - self._last_cost_at) / 3600.0, now
-        m = self.metrics
-        m.inflight.clear()
-        for name, pr in self.pools.items():
-            live = pr.fleet.live_replicas()
-            m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
-            for state in ("starting", "ready", "draining", "failed"):
-                m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
-            cost = sum(replica_price(pr.spec, r) for r in live) * dt_h
-            pr.cost_usd += cost
-            m.cost.labels(name).inc(cost)
-            m.replica_hours.labels(name).inc(len(live) * dt_h)
-            if pr.completions_total:
-                m.cost_per_request.labels(name).set(pr.cost_usd / pr.completions_total)
-            if pr.output_tokens_total:
-                m.cost_per_mtok.labels(name).set(pr.cost_usd / pr.output_tokens_total * 1e6)
-            for r in live:
-                m.inflight.labels(name, r.replica_id).set(r.inflight)
+    def _update_gauges(self, pr: PoolRuntime) -> None:
+        """Replica, queue and in-flight gauges; cost and replica-hours grow by what the pool's ledger charged
+        since the last update (each replica at its own variant's price, spot or on-demand, with billing)."""
+        m, name, now = self.metrics, pr.name, self.clock.now()
+        m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
+        for state in ("starting", "ready", "draining", "failed"):
+            m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
+        ledger = pr.fleet.ledger
+        cost, replica_s = ledger.total_usd(now), ledger.replica_seconds(now)
+        m.cost.labels(name).inc(max(0.0, cost - pr.cost_usd))
+        m.replica_hours.labels(name).inc(max(0.0, replica_s - pr.replica_s) / 3600.0)
+        pr.cost_usd, pr.replica_s = max(cost, pr.cost_usd), max(replica_s, pr.replica_s)
+        if pr.completions_total:
+            m.cost_per_request.labels(name).set(pr.cost_usd / pr.completions_total)
+        if pr.output_tokens_total:
+            m.cost_per_mtok.labels(name).set(pr.cost_usd / pr.output_tokens_total * 1e6)
+        live = {r.replica_id: r.inflight for r in pr.fleet.live_replicas()}
+        for gone in pr.inflight_labels - live.keys():
+            with contextlib.suppress(KeyError):
+                m.inflight.remove(name, gone)
+        for rid, inflight in live.items():
+            m.inflight.labels(name, rid).set(inflight)
+        pr.inflight_labels = set(live)
 
-    async def run_controller(self) -> None:
-        period = min(p.scaling.tick_s for p in self.cfg.pools) / self.policy_clock.scale
-        while True:
-            await asyncio.sleep(max(period, 0.05))
-            try:
-                await self.tick()
-            except Exception as exc:
-                self.report("error", {"where": "controller tick", "error": repr(exc)})
+    # -- health, notices, events ---------------------------------------------------------------------------
 
     async def run_health(self) -> None:
         period = min(p.replica.health_interval_s for p in self.cfg.pools)
@@ -282,7 +303,8 @@ class Runtime:
                 try:
                     await pr.fleet.check_health()
                 except Exception as exc:
-                    self.report("error", {"where": "health check", "error": repr(exc)})
+                    self.report("error", {"where": f"health check of pool {pr.name!r}", "pool": pr.name,
+                                          "error": repr(exc)})
 
     def _read_notices(self) -> None:
         """Spot termination notices as files: ``<notice_dir>/<replica id>`` holding the notice in seconds (or empty)."""
@@ -297,6 +319,27 @@ class Runtime:
             path.unlink(missing_ok=True)
             for pr in self.pools.values():
                 pr.fleet.preempt(path.name, notice)
+
+    def _next_id(self, pool: str) -> Callable[[], str]:
+        return lambda: f"{pool}-{next(self._ids)}"
+
+    def _emitter(self, pool: str) -> Callable[[str, Replica | None, str], None]:
+        def emit(kind: str, replica: Replica | None, detail: str) -> None:
+            now = self.clock.now()
+            rid = replica.replica_id if replica else None
+            self.store.add_event(now, pool, rid, kind, detail)
+            if replica is not None:
+                self.store.upsert_replica(
+                    replica.replica_id, pool, replica.state.value, replica.base_url, replica.handle,
+                    replica.requested_at, replica.ready_at,
+                    now if replica.state in (ReplicaState.STOPPED, ReplicaState.FAILED) else None,
+                    replica.variant,
+                )
+                if kind == "ready" and replica.ready_at is not None:
+                    self.metrics.cold_start.labels(pool).observe(replica.ready_at - replica.requested_at)
+            self.report("event", {"at": now, "pool": pool, "replica": rid, "kind": kind, "detail": detail})
+
+        return emit
 
     async def close(self, keep_replicas: bool = False) -> None:
         for task in self._tasks:
