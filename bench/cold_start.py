@@ -24,7 +24,7 @@ from ebbtide.core.signals import ReplicaState
 from ebbtide.engines import build_engine
 from ebbtide.engines.base import Engine, Health
 from ebbtide.providers.local import LocalProvider, free_port
-from ebbtide.serve.fleet import Fleet
+from ebbtide.serve.control.fleet import Fleet
 
 RESULTS = Path(__file__).parent / "results" / "cold_start.json"
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from ebbtide.serve.keys import KeyStore
+from ebbtide.serve.gateway.keys import KeyStore
 from ebbtide.testing.stub_engine import spawn_stub
 
 HERE = Path(__file__).resolve().parent

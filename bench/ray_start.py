@@ -30,7 +30,7 @@ from ebbtide.providers.base import Provider
 from ebbtide.providers.local import LocalProvider
 from ebbtide.providers.ray.cluster import LocalRayCluster, NodeSpec
 from ebbtide.providers.ray.provider import RayProvider
-from ebbtide.serve.fleet import Fleet
+from ebbtide.serve.control.fleet import Fleet
 
 RESULTS = Path(__file__).parent / "results" / "ray_vs_local_start.json"
 TIMEOUT_S = 180.0

@@ -26,11 +26,11 @@ from ebbtide.config import PoolSpec
 from ebbtide.engines.base import EngineStats, Health, LaunchPlan
 from ebbtide.engines.factory import AnyEngineSpec
 from ebbtide.providers.base import Launched
-from ebbtide.serve.auth import ANONYMOUS, Caller
 from ebbtide.serve.clock import Clock
-from ebbtide.serve.dispatch import dispatch
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.runtime import Runtime
+from ebbtide.serve.control.runtime import Runtime
+from ebbtide.serve.gateway.auth import ANONYMOUS, Caller
+from ebbtide.serve.gateway.dispatch import dispatch
+from ebbtide.serve.gateway.errors import ApiError
 
 __all__ = ["FakeEngine", "FakeProvider", "FakeUpstream", "send"]
 

@@ -26,7 +26,7 @@ from ebbtide.loadtest.report import Outcome
 from ebbtide.loadtest.runner import LoadOptions, run_load
 from ebbtide.report.html import render_html
 from ebbtide.report.load import ReportError, load_run
-from ebbtide.serve.metrics import GatewayMetrics
+from ebbtide.serve.control.metrics import GatewayMetrics
 from tests.sim.test_calibrate import recording_engine
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ebbtide.core.signals import ReplicaState
-from ebbtide.serve.broker import QueueFull, Replica, Shed, SlotBroker
+from ebbtide.serve.gateway.broker import QueueFull, Replica, Shed, SlotBroker
 
 
 def make(n: int, slots: int = 1) -> tuple[list[Replica], SlotBroker]:

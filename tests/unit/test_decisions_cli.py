@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ebbtide.cli import _register_all, app
 from ebbtide.config import Config, build_controller
 from ebbtide.core.signals import PoolSignals, ReplicaState, ReplicaView
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.store import Store
 
 NY = ZoneInfo("America/New_York")
 

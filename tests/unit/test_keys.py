@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from ebbtide.serve import keys_cli
-from ebbtide.serve.keys import KeyStore, KeyStoreError, parse_key_id
+from ebbtide.serve.gateway.keys import KeyStore, KeyStoreError, parse_key_id
 
 
 class ManualClock:

@@ -8,9 +8,9 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from ebbtide.config import ConfigError, load_config
-from ebbtide.serve.auth import AuthDecision, AuthRefused, Gatekeeper, decide_auth, is_loopback
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.keys import KeyStore
+from ebbtide.serve.gateway.auth import AuthDecision, AuthRefused, Gatekeeper, decide_auth, is_loopback
+from ebbtide.serve.gateway.errors import ApiError
+from ebbtide.serve.gateway.keys import KeyStore
 
 
 class ManualClock:

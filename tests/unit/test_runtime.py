@@ -15,10 +15,10 @@ from ebbtide.config import Config
 from ebbtide.core.fleet import Drain, Start
 from ebbtide.core.quota import QuotaLimits
 from ebbtide.core.signals import ReplicaState
-from ebbtide.serve.auth import Caller
 from ebbtide.serve.clock import ManualClock, PolicyClock
-from ebbtide.serve.runtime import PoolRuntime, Runtime
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.control.store import Store
+from ebbtide.serve.gateway.auth import Caller
 from tests.serve_fakes import FakeProvider, FakeUpstream, send
 
 T0 = 1_700_000_000.0

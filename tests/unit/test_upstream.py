@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from ebbtide.serve import upstream as upstream_module
-from ebbtide.serve.upstream import UpstreamClient, UpstreamError
+from ebbtide.serve.gateway import upstream as upstream_module
+from ebbtide.serve.gateway.upstream import UpstreamClient, UpstreamError
 from ebbtide.testing.stub_engine import StubConfig, stub_server
 
 BODY = json.dumps({"model": "stub", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).encode()

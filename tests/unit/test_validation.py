@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.validation import parse_body
+from ebbtide.serve.gateway.errors import ApiError
+from ebbtide.serve.gateway.validation import parse_body
 
 
 def test_valid_chat_and_completion_pass() -> None:

@@ -18,7 +18,7 @@ import yaml
 from ebbtide.config import Config
 from ebbtide.demo.plan import DemoPlan
 from ebbtide.demo.twin import HOST_RESERVED_CORES, run_twin
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.store import Store
 
 __all__ = ["replay_twin"]
 

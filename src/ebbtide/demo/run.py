@@ -32,7 +32,7 @@ from ebbtide.loadtest.arrivals import Arrival
 from ebbtide.loadtest.report import Outcome
 from ebbtide.loadtest.runner import LoadOptions, run_load
 from ebbtide.loadtest.runner import _body as _load_body  # the one place the load's prompt text is made
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.store import Store
 from ebbtide.sim.calibrate import CalibrationPlan, run_calibration
 
 __all__ = ["DemoError", "DemoResult", "load_prompt", "run_demo"]

@@ -1,4 +1,4 @@
-"""The series the exports may query, read from :class:`~ebbtide.serve.metrics.GatewayMetrics` itself: a
+"""The series the exports may query, read from :class:`~ebbtide.serve.control.metrics.GatewayMetrics` itself: a
 renamed metric breaks the export tests instead of a dashboard in production.
 """
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from ebbtide.serve.metrics import GatewayMetrics
+from ebbtide.serve.control.metrics import GatewayMetrics
 
 __all__ = ["metric_catalog"]
 

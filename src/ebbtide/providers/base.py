@@ -1,7 +1,8 @@
 """The provider contract: put a replica's server somewhere, find its address, tell if it still exists, remove it.
 
-Providers know nothing of health, routing or policy: ``serve/fleet.py`` runs the lifecycle (startup timeout, health
-checks, drain, replace) over any provider, so local processes, Ray actors and future backends behave the same.
+Providers know nothing of health, routing or policy: ``serve/control/fleet.py`` runs the lifecycle (startup
+timeout, health checks, drain, replace) over any provider, so local processes, Ray actors and future backends
+behave the same.
 """
 
 from __future__ import annotations

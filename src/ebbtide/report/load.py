@@ -16,7 +16,7 @@ import yaml
 from ebbtide.config import SloSpec
 from ebbtide.core.explain import explain
 from ebbtide.dashboard.series import SERIES_FILE, Sample, columns, read_series
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.store import Store
 
 __all__ = ["ReportError", "load_run"]
 

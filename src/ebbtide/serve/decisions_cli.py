@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ebbtide.core.explain import explain
 from ebbtide.serve.clock import WallClock
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.store import Store
 
 __all__ = ["parse_since", "register"]
 

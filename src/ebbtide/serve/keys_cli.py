@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ebbtide.serve.keys import KeyStore, KeyStoreError, parse_key_id
+from ebbtide.serve.gateway.keys import KeyStore, KeyStoreError, parse_key_id
 
 __all__ = ["keys_app", "register"]
 

@@ -16,13 +16,13 @@ from rich.console import Console
 from ebbtide.config import Config
 from ebbtide.core.explain import explain
 from ebbtide.providers.factory import build_provider
-from ebbtide.serve.admin import decision_dict
-from ebbtide.serve.app import create_app
-from ebbtide.serve.auth import AuthRefused, Gatekeeper, decide_auth, is_loopback
 from ebbtide.serve.clock import PolicyClock
-from ebbtide.serve.keys import KeyStore
-from ebbtide.serve.runtime import Runtime
-from ebbtide.serve.store import Store
+from ebbtide.serve.control.runtime import Runtime
+from ebbtide.serve.control.store import Store
+from ebbtide.serve.gateway.admin import decision_dict
+from ebbtide.serve.gateway.app import create_app
+from ebbtide.serve.gateway.auth import AuthRefused, Gatekeeper, decide_auth, is_loopback
+from ebbtide.serve.gateway.keys import KeyStore
 
 __all__ = ["AuthRefused", "PortInUse", "admin_token", "bind_socket", "is_loopback", "run_server"]
 

@@ -2,7 +2,7 @@
 
 The actor (``host.ReplicaHost``) starts the engine's server on its node, bound to the node's IP on a
 port picked there, and the gateway routes to ``http://<node ip>:<port>``. Lifecycle (startup timeout,
-health, drain, replace) stays in ``serve/fleet.py``: losing a node kills its actors, ``alive`` turns False
+health, drain, replace) stays in ``serve/control/fleet.py``: losing a node kills its actors, ``alive`` turns False
 and the fleet replaces the replica wherever the cluster has room. Actors are named and detached so a
 restarted controller can adopt them (DESIGN §7); the controller's lease (``renew``) keeps them, and an actor
 not renewed for ``orphan_grace_s`` stops its server and exits, so nothing outlives a dead controller for

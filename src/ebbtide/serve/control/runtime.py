@@ -28,15 +28,15 @@ from ebbtide.engines import build_engine
 from ebbtide.engines.base import Engine, Health
 from ebbtide.engines.factory import AnyEngineSpec
 from ebbtide.providers.base import Launched, Provider
-from ebbtide.serve.auth import Gatekeeper
-from ebbtide.serve.broker import Replica
 from ebbtide.serve.clock import Clock, PolicyClock, WallClock
-from ebbtide.serve.fleet import Fleet
-from ebbtide.serve.metrics import GatewayMetrics
-from ebbtide.serve.rollouts import RolloutDriver
-from ebbtide.serve.store import Store
-from ebbtide.serve.sysmetrics import scrape_replicas
-from ebbtide.serve.upstream import Upstream, UpstreamClient
+from ebbtide.serve.control.fleet import Fleet
+from ebbtide.serve.control.metrics import GatewayMetrics
+from ebbtide.serve.control.rollouts import RolloutDriver
+from ebbtide.serve.control.store import Store
+from ebbtide.serve.control.sysmetrics import scrape_replicas
+from ebbtide.serve.gateway.auth import Gatekeeper
+from ebbtide.serve.gateway.broker import Replica
+from ebbtide.serve.gateway.upstream import Upstream, UpstreamClient
 
 __all__ = ["PoolRuntime", "Runtime"]
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ebbtide.serve.admission import overflows
-from ebbtide.serve.auth import Caller
-from ebbtide.serve.broker import ANY
-from ebbtide.serve.proxy import OUTPUT_TOKENS, forward
-from ebbtide.serve.runtime import PoolRuntime, Runtime
+from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.gateway.admission import overflows
+from ebbtide.serve.gateway.auth import Caller
+from ebbtide.serve.gateway.broker import ANY
+from ebbtide.serve.gateway.proxy import OUTPUT_TOKENS, forward
 
 __all__ = ["choose_pool", "dispatch", "estimate_tokens"]
 

@@ -33,8 +33,8 @@ from ebbtide.core.fleet import (
 from ebbtide.core.signals import CAPACITY_STATES, ReplicaState
 from ebbtide.engines.base import Engine, Health
 from ebbtide.providers.base import Launched, Provider
-from ebbtide.serve.broker import Replica, SlotBroker
 from ebbtide.serve.clock import Clock, WallClock
+from ebbtide.serve.gateway.broker import Replica, SlotBroker
 
 __all__ = ["EventSink", "Fleet"]
 

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from ebbtide.core.controller import ScaleDecision
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.runtime import PoolRuntime, Runtime
+from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.gateway.errors import ApiError
 
 __all__ = ["admin_routes", "decision_dict"]
 

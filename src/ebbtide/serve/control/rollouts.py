@@ -12,9 +12,9 @@ import aiohttp
 
 from ebbtide.core.fleet import CANDIDATE
 from ebbtide.core.rollout import RolloutSpec, RolloutState, arm_stats, step_rollout, traffic_percent
-from ebbtide.serve.broker import ANY, Arm, QueueFull
 from ebbtide.serve.clock import Clock, WallClock
-from ebbtide.serve.fleet import Fleet
+from ebbtide.serve.control.fleet import Fleet
+from ebbtide.serve.gateway.broker import ANY, Arm, QueueFull
 
 __all__ = ["BASELINE_ARM", "CANDIDATE_ARM", "RolloutDriver"]
 

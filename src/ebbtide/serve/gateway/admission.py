@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ebbtide.core.queueing import QUEUE_TIMEOUT_STATUS, Admission, Backlog, admit, ewma, should_overflow
 from ebbtide.core.signals import ReplicaState
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.runtime import PoolRuntime, Runtime
+from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.gateway.errors import ApiError
 
 __all__ = ["backlog", "can_grow", "check_admission", "overflows", "queue_timeout", "record_slot_time"]
 

@@ -86,7 +86,7 @@ def _record(row: sqlite3.Row) -> KeyRecord:
 
 
 class KeyStore:
-    """Keys in ``db_path`` (shared with the gateway's :class:`~ebbtide.serve.store.Store`, WAL mode).
+    """Keys in ``db_path`` (shared with the gateway's :class:`~ebbtide.serve.control.store.Store`, WAL mode).
 
     ``clock`` (monotonic) paces the revocation re-check; ``wall`` stamps ``created_at``/``revoked_at``.
     """

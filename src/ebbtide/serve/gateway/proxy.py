@@ -2,7 +2,7 @@
 retry before the first byte.
 
 A request that cannot start at once (others waiting, or no free slot) is judged by ``core.queueing.admit``
-(``serve/admission.py``): 429/503 + Retry-After at once, or it waits; still waiting at its deadline → 503.
+(``serve/gateway/admission.py``): 429/503 + Retry-After at once, or it waits; still waiting at its deadline → 503.
 A replica failing before the first byte is sent to the client means the request is retried on another replica;
 once bytes have been streamed it cannot be (the client sees an SSE error event, then the stream ends).
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ebbtide.serve.admission import check_admission, queue_timeout, record_slot_time
-from ebbtide.serve.auth import ANONYMOUS, Caller
-from ebbtide.serve.broker import ANY, Arm, QueueFull, Replica
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.runtime import PoolRuntime, Runtime
-from ebbtide.serve.upstream import UpstreamError, UpstreamReply
+from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.gateway.admission import check_admission, queue_timeout, record_slot_time
+from ebbtide.serve.gateway.auth import ANONYMOUS, Caller
+from ebbtide.serve.gateway.broker import ANY, Arm, QueueFull, Replica
+from ebbtide.serve.gateway.errors import ApiError
+from ebbtide.serve.gateway.upstream import UpstreamError, UpstreamReply
 
 __all__ = ["OUTPUT_TOKENS", "forward"]
 

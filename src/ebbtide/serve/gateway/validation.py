@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ebbtide.serve.errors import ApiError
+from ebbtide.serve.gateway.errors import ApiError
 
 __all__ = ["parse_body"]
 

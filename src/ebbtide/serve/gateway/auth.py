@@ -18,8 +18,8 @@ from aiohttp import web
 
 from ebbtide.core.quota import QuotaLedger, QuotaLimits
 from ebbtide.serve.clock import Clock, WallClock
-from ebbtide.serve.errors import ApiError
-from ebbtide.serve.keys import KeyStore
+from ebbtide.serve.gateway.errors import ApiError
+from ebbtide.serve.gateway.keys import KeyStore
 
 __all__ = ["ANONYMOUS", "AuthDecision", "AuthMode", "AuthRefused", "Caller", "Gatekeeper", "decide_auth",
            "is_loopback"]

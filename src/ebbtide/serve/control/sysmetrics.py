@@ -9,8 +9,8 @@ import aiohttp
 import psutil
 
 from ebbtide.core.signals import ReplicaState
-from ebbtide.serve.broker import Replica
-from ebbtide.serve.metrics import GatewayMetrics
+from ebbtide.serve.control.metrics import GatewayMetrics
+from ebbtide.serve.gateway.broker import Replica
 
 __all__ = ["scrape_replicas"]
 

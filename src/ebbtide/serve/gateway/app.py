@@ -9,12 +9,12 @@ from aiohttp import web
 
 from ebbtide.core.signals import ReplicaState
 from ebbtide.dashboard.routes import install_dashboard
-from ebbtide.serve.admin import admin_routes
-from ebbtide.serve.dispatch import dispatch
-from ebbtide.serve.errors import ApiError, error_response
-from ebbtide.serve.openapi import openapi_document
-from ebbtide.serve.runtime import Runtime
-from ebbtide.serve.validation import parse_body
+from ebbtide.serve.control.runtime import Runtime
+from ebbtide.serve.gateway.admin import admin_routes
+from ebbtide.serve.gateway.dispatch import dispatch
+from ebbtide.serve.gateway.errors import ApiError, error_response
+from ebbtide.serve.gateway.openapi import openapi_document
+from ebbtide.serve.gateway.validation import parse_body
 
 __all__ = ["RUNTIME", "create_app"]
 
