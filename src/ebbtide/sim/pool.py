@@ -360,6 +360,8 @@ class SimPool:
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
         if self is self.run.primary:
             self.run.mark(decision, now_s)
+        if self.rollout is not None:  # as serve: the rollout's step first, then the controller's count
+            self.rollout.tick(now_s)
         variant = decision.variant if decision.variant is not None else self.target.variant
         if variant not in self.shapes:
             variant = self.target.variant
@@ -367,8 +369,6 @@ class SimPool:
             self.retarget(now_s, desired=decision.desired, variant=variant)
         else:
             self._reconcile(now_s)
-        if self.rollout is not None:
-            self.rollout.tick(now_s)
 
     def retarget(self, now_s: float, **changes: Any) -> None:
         """A rollout moved the pool (candidates, variant, hold_old): plan again now."""

@@ -1,4 +1,4 @@
-"""A pool's rollout in the twin: the same ``core.rollout`` verdicts as ``serve/rollouts.py``, on modelled time.
+"""A pool's rollout in the twin: the same ``core.rollout`` verdicts as ``serve/control/rollouts.py``, on modelled time.
 
 Canary: each request takes the candidate arm with the current step's share (once a candidate is ready), else
 the baseline arm. Shadow: requests stay on the baseline and a ``percent`` share is copied to the candidate (the
