@@ -141,7 +141,7 @@ class SlotBroker:
                 if (head.payload.exclude or head.payload.arm is not ANY) and self._serve_out_of_order():
                     continue
                 return
-            self._queue.discard(head)
+            self._queue.take(head)  # served: the class's virtual time moves on (core.fairqueue)
             head.payload.future.set_result(replica)
 
     def _serve_out_of_order(self) -> bool:
@@ -149,7 +149,7 @@ class SlotBroker:
         for item in self._queue.in_order():
             replica = self._pick(item.payload.exclude, item.payload.arm)
             if replica is not None:
-                self._queue.discard(item)
+                self._queue.take(item)
                 item.payload.future.set_result(replica)
                 return True
         return False
