@@ -151,13 +151,13 @@ class FakeUpstream:
 CHAT = {"model": "p", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
-async def send(runtime: Runtime, pool: str, deadline_s: float | None = None,
-               caller: Caller = ANONYMOUS) -> tuple[int, dict[str, Any], dict[str, str]]:
+async def send(runtime: Runtime, pool: str, deadline_s: float | None = None, caller: Caller = ANONYMOUS,
+               max_tokens: int = 2) -> tuple[int, dict[str, Any], dict[str, str]]:
     """One non-streamed chat completion through ``dispatch`` (admission, fallback, queue, proxy):
     (status, JSON body, headers); a refusal comes back as its OpenAI-shaped error."""
     headers = {} if deadline_s is None else {"X-Ebbtide-Deadline-S": str(deadline_s)}
     request = make_mocked_request("POST", "/v1/chat/completions", headers=headers)
-    payload = {**CHAT, "model": pool}
+    payload = {**CHAT, "model": pool, "max_tokens": max_tokens}
     try:
         response = await dispatch(request, runtime, runtime.pools[pool], caller, "/v1/chat/completions", payload,
                                   json.dumps(payload).encode())

@@ -171,7 +171,14 @@ async def test_a_waiter_still_queued_at_its_deadline_gets_503(rig_factory: Any) 
     rig.upstream.hold()
     first = asyncio.ensure_future(send(rig.runtime, "p"))
     await until(lambda: rig.upstream.waiting == 1, "the slot taken")
-    status, body, headers = await send(rig.runtime, "p", deadline_s=0.3)  # admitted (0.1 s est.), never served
+    waiter = asyncio.ensure_future(send(rig.runtime, "p", deadline_s=0.3))  # admitted (0.1 s est.), never served
+    await until(lambda: rig.pr().fleet.broker.queue_depth == 1, "the request queued")
+    rig.clock.advance(0.299)
+    for _ in range(50):  # every task that can run does: the waiter is still waiting
+        await asyncio.sleep(0)
+    assert not waiter.done(), "the deadline runs on the injected clock: not yet"
+    rig.clock.advance(0.001)
+    status, body, headers = await waiter
     assert (status, body["error"]["code"]) == (503, "no_capacity") and "Retry-After" in headers
     rig.upstream.release()
     assert (await first)[0] == 200

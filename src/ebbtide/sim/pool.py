@@ -38,6 +38,7 @@ READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, Rep
 # A queued request: (arrival_s, prompt_tokens, output_tokens, class index, rollout arm or None).
 Waiting = tuple[float, int, int, int, str | None]
 SHADOW_CLASS = "shadow"
+LOST = 502  # still running when its replica was stopped (drain timeout, spot preemption): live sees it fail
 
 
 class SimPool:
@@ -211,11 +212,11 @@ class SimPool:
         if not verdict.accepted:
             why = "queue full" if "queue full" in verdict.reason else (
                 "no ready replica" if "no ready" in verdict.reason else "wait > deadline")
-            self.run.reject(f"{verdict.status} {why}", cls)
+            self.run.reject(f"{verdict.status} {why}", cls, now_s, verdict.status)
             return
         if verdict.shed and victim is not None:
             queue.discard(victim)
-            self.run.reject("429 shed for a higher class", victim.payload[3])
+            self.run.reject("429 shed for a higher class", victim.payload[3], victim.payload[0], 429)
         item = queue.push((now_s, prompt, output, cls, arm), name, name)
         self.clock.push(now_s + self.deadline_s, self.expire, item)
         if queue.size > self.max_queue:
@@ -224,7 +225,7 @@ class SimPool:
     def expire(self, now_s: float, item: Queued[Waiting]) -> None:
         if item.live:
             self.queue.discard(item)
-            self.run.reject(f"{QUEUE_TIMEOUT_STATUS} deadline", item.payload[3])
+            self.run.reject(f"{QUEUE_TIMEOUT_STATUS} deadline", item.payload[3], item.payload[0], QUEUE_TIMEOUT_STATUS)
 
     def _place(self, r: SimReplica, now_s: float, arrival_s: float, prompt: int, output: int, cls: int) -> None:
         self.seq += 1
@@ -288,6 +289,7 @@ class SimPool:
         res, by_class = run.results, run.class_results
         lat, ttft = res.m_lat.append, res.m_ttft.append
         service = self.service_s
+        outcomes = run.outcomes
         tokens = 0
         for _, _, arrival_s, first_token_s, output, started_s, cls in done:
             if cls < 0:
@@ -299,6 +301,8 @@ class SimPool:
             lat(latency)
             ttft(first)
             tokens += output
+            if outcomes is not None:
+                outcomes.append((arrival_s, 200))
             held = now_s - started_s
             service = held if service is None else service + SERVICE_EWMA_WEIGHT * (held - service)
             if by_class is not None:
@@ -348,7 +352,7 @@ class SimPool:
             return
         reason = "spot preemption" if r.preempted else "drain timeout"
         for item in r.abort_all():
-            self.run.reject(reason, item[6])
+            self.run.reject(reason, item[6], item[2], LOST)
         self.views[r.pos] = r.view
         self._stop(r, now_s)
 

@@ -85,6 +85,8 @@ class Simulation:
                 p.rollout = SimRollout(p, random.Random(seed * 1_000_003 + 53))
         self.overflow_classes = frozenset(pool.fallback_classes)
         self.fallbacks = self.arrivals_before_minute = 0
+        # (arrival_s, status) of every request once answered, when asked for (the differential test)
+        self.outcomes: list[tuple[float, int]] | None = None
         self.bounds: tuple[int, int] | None = None
 
     # The primary pool's model, for callers that configure one pool (the planner, the demo).
@@ -127,9 +129,11 @@ class Simulation:
         else:
             target.arrive(now_s, prompt, output, cls)
 
-    def reject(self, reason: str, cls: int) -> None:
+    def reject(self, reason: str, cls: int, arrival_s: float, status: int) -> None:
         if cls < 0:
             return  # a rollout's shadow copy: nobody's request
+        if self.outcomes is not None:
+            self.outcomes.append((arrival_s, status))
         self.results.reject(reason)
         if self.class_results is not None:
             self.class_results[cls].reject(reason)
@@ -192,8 +196,12 @@ class Simulation:
         clock.push(MINUTE_S, self._on_minute, None)
         simple = self.fallback is None and self.primary.rollout is None
         arrive = self.primary.arrive if simple else self._arrive
-        for times, prompts, outputs in self._arrival_stream():
-            arrivals = zip(times, prompts, outputs, self._classes(len(times)), strict=True)
+        for chunk in self._arrival_stream():
+            times, prompts, outputs = chunk[0], chunk[1], chunk[2]
+            # A scripted traffic may say each request's class index as a fourth list; others draw from the mix.
+            scripted: Any = chunk
+            classes = scripted[3] if len(scripted) > 3 else self._classes(len(times))
+            arrivals = zip(times, prompts, outputs, classes, strict=True)
             if not clock.interleave(arrivals, arrive, end):
                 break
         clock.run_until(end, inclusive=False)

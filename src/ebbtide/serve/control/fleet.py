@@ -75,7 +75,7 @@ class Fleet:
         self.desired = 0
         self.actions: deque[tuple[float, FleetAction]] = deque(maxlen=ACTIONS_KEPT)
         self.ledger = CostLedger()  # each replica billed at its own price from request to stop
-        self.broker = SlotBroker(self.live_replicas, max_queue, priority_classes)
+        self.broker = SlotBroker(self.live_replicas, max_queue, priority_classes, self.clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 

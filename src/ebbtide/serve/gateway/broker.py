@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ebbtide.core.fairqueue import DEFAULT_CLASSES, FairQueue
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import ReplicaState, ReplicaView
+from ebbtide.serve.clock import Clock, WallClock
 
 __all__ = ["ANY", "Arm", "QueueFull", "Replica", "Shed", "SlotBroker"]
 
@@ -75,9 +76,11 @@ class _Waiter:
 
 class SlotBroker:
     def __init__(
-        self, replicas: Callable[[], list[Replica]], max_queue: int, classes: Sequence[str] = DEFAULT_CLASSES
+        self, replicas: Callable[[], list[Replica]], max_queue: int, classes: Sequence[str] = DEFAULT_CLASSES,
+        clock: Clock | None = None,
     ) -> None:
         self._replicas = replicas
+        self.clock: Clock = clock or WallClock()  # a waiter's deadline runs on it
         self.max_queue = max_queue
         self._queue: FairQueue[_Waiter] = FairQueue(classes)
 
@@ -106,7 +109,7 @@ class SlotBroker:
         waiter = _Waiter(asyncio.get_running_loop().create_future(), exclude, arm)
         item = self._queue.push(waiter, tenant, priority_class)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
+            return await self.clock.wait_for(asyncio.shield(waiter.future), timeout_s)
         except BaseException:
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 self.release(waiter.future.result())
