@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from ebbtide.config.sim import FixedColdStart, PhasedColdStart
 from ebbtide.sim.clock import EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.replica import ServiceModel, SimReplica
 from ebbtide.sim.results import N_BUCKETS, Results, percentile
-from ebbtide.sim.spec import FixedColdStart, PhasedColdStart
 from ebbtide.sim.traffic import BusinessHours, poisson_pieces
 
 NY = ZoneInfo("America/New_York")

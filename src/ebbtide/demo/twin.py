@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from ebbtide.config import Config
+from ebbtide.config.sim import SimSpec
 from ebbtide.loadtest.arrivals import Arrival
 from ebbtide.sim.output import summary
 from ebbtide.sim.run import RunOptions, Simulation
-from ebbtide.sim.spec import SimSpec
 
 __all__ = ["HOST_RESERVED_CORES", "FixedArrivals", "run_twin", "stretch_calibration"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ebbtide.sim.spec import (
+from ebbtide.config.sim import (
     ColdStartSpec,
     EmpiricalColdStart,
     FixedColdStart,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ebbtide.config.sim import SharedHostSpec
 from ebbtide.core.signals import ReplicaState
 from ebbtide.sim.replica import SimReplica
-from ebbtide.sim.spec import SharedHostSpec
 
 __all__ = ["SharedHost"]
 

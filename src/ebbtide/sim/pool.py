@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ebbtide.config import PoolSpec, build_controller, default_threads_per_replica
+from ebbtide.config.sim import SimSpec
 from ebbtide.core.controller import Controller
 from ebbtide.core.cost import CostLedger, Price
 from ebbtide.core.fairqueue import FairQueue, Queued
@@ -26,7 +27,6 @@ from ebbtide.core.signals import PoolSignals, ReplicaState
 from ebbtide.sim.host import SharedHost
 from ebbtide.sim.replica import Running, ServiceModel, SimReplica
 from ebbtide.sim.shapes import pool_shapes
-from ebbtide.sim.spec import SimSpec
 
 if TYPE_CHECKING:
     from ebbtide.sim.run import Simulation

@@ -24,8 +24,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Protocol
 
+from ebbtide.config.sim import RooflineService, SeedAssumedService, TableService
 from ebbtide.core.signals import ReplicaState, ReplicaView
-from ebbtide.sim.spec import RooflineService, SeedAssumedService, TableService
 
 __all__ = [
     "HARDWARE",

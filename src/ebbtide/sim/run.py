@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ebbtide.config import Config, PoolSpec
+from ebbtide.config.sim import SimSpec
 from ebbtide.core.controller import Controller, ScaleDecision
 from ebbtide.core.queueing import should_overflow
 from ebbtide.core.signals import ReplicaState
@@ -30,7 +31,6 @@ from ebbtide.sim.pool import SimPool
 from ebbtide.sim.replica import ServiceModel
 from ebbtide.sim.results import Mark, Results
 from ebbtide.sim.rollout import SimRollout
-from ebbtide.sim.spec import SimSpec
 from ebbtide.sim.traffic import Arrivals, Traffic
 
 __all__ = ["RunOptions", "Simulation"]

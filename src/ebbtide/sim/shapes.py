@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ebbtide.config import PoolSpec
+from ebbtide.config.sim import SimSpec, VariantSimSpec
 from ebbtide.core.fleet import CANDIDATE, DEFAULT_VARIANT
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.replica import ServiceModel, service_model
-from ebbtide.sim.spec import SimSpec, VariantSimSpec
 
 __all__ = ["Shape", "pool_shapes"]
 

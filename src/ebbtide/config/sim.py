@@ -1,8 +1,8 @@
-"""The ``sim:`` block of a pool: how the twin models replicas (service, cold start, startup failures).
+"""The ``sim:`` block of a pool: how the twin models replicas (service, cold start, startup failures, class mix).
 
-Only the simulator reads it; ``serve`` ignores it, so one ``ebbtide.yaml`` runs in both.
-``config.PoolSpec.sim`` holds a ``SimSpec``; defaults for the twin live here, next to their descriptions
-(documented in docs/config.md)."""
+Only the simulator reads it; ``serve`` ignores it, so one ``ebbtide.yaml`` runs in both. It is part of the config
+(``PoolSpec.sim``, ``VariantSpec.sim``), so it lives with the config's other sections; defaults for the twin live
+here, next to their descriptions (documented in docs/config.md)."""
 
 from __future__ import annotations
 
