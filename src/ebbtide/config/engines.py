@@ -52,6 +52,11 @@ class VllmEngineSpec(_Spec):
     slots: int = Field(256, ge=1, description="--max-num-seqs.")
     tensor_parallel: int = Field(1, ge=1, description="--tensor-parallel-size.")
     command: str = Field("vllm", description="Executable that provides `vllm serve`.")
+    sleep_mode: bool = Field(
+        False,
+        description="Start with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1, so a hot standby sleeps at level 1 "
+        "(POST /sleep?level=1) and wakes with POST /wake_up; off = a hot standby stays loaded and idle.",
+    )
 
 
 class TgiEngineSpec(_Spec):

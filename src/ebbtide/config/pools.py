@@ -13,6 +13,7 @@ from ebbtide.config.sim import SimSpec, VariantSimSpec
 from ebbtide.core.cost import Price
 from ebbtide.core.policies import AnyPolicySpec
 from ebbtide.core.rollout import RolloutSpec
+from ebbtide.core.standby import COLD, HOT, StandbySpec
 
 __all__ = [
     "CandidateSpec",
@@ -22,6 +23,8 @@ __all__ = [
     "ReplicaSpec",
     "ScalingSpec",
     "SpotSpec",
+    "StandbyTierSpec",
+    "StandbyTiersSpec",
     "VariantSpec",
 ]
 
@@ -32,6 +35,45 @@ class SpotSpec(_Spec):
     min_on_demand: int = Field(
         0, ge=0, description="On-demand floor: this many serving replicas are on-demand, the rest spot."
     )
+
+
+class StandbyTierSpec(_Spec):
+    """What one replica kept in a standby tier costs, and how long waking it takes."""
+
+    hourly_usd: float | None = Field(
+        None, ge=0, description="Price of one standby replica-hour; unset = replica.hourly_usd (the instance is kept)."
+    )
+    wake_s: float = Field(
+        gt=0, description="Promotion → ready (the twin uses it; the planner and the predictive policy choose by it)."
+    )
+
+
+def _hot_tier() -> StandbyTierSpec:
+    # vLLM sleep mode level 1: wake 3-6 s vs 47-98 s reload (REFERENCES.md); the instance is still paid for.
+    return StandbyTierSpec(hourly_usd=None, wake_s=4.5)
+
+
+def _warm_tier() -> StandbyTierSpec:
+    # A stopped instance with the weights on its local NVMe (an EC2 warm pool): only its disk is paid while
+    # stopped. Waking = boot + load from local disk, no download; 150 s is seed 003's load phases with local NVMe
+    # 50-70% faster than object storage (storage->RAM 9-30 s, RAM->GPU 60-120 s, init 10-30 s) plus a boot.
+    return StandbyTierSpec(hourly_usd=0.1, wake_s=150.0)
+
+
+class StandbyTiersSpec(_Spec):
+    hot: StandbyTierSpec = Field(
+        default_factory=_hot_tier,
+        description="Engine loaded, then paused (llama.cpp: SIGSTOP; vLLM: sleep level 1). Default wake 4.5 s "
+        "(vLLM sleep mode), price = replica.hourly_usd.",
+    )
+    warm: StandbyTierSpec = Field(
+        default_factory=_warm_tier,
+        description="Weights staged on the node's disk, no engine: waking starts it from local disk. Default wake "
+        "150 s, $0.10/h (a stopped instance's disk).",
+    )
+
+    def tier(self, name: str) -> StandbyTierSpec:
+        return self.hot if name == HOT else self.warm
 
 
 class ReplicaSpec(_Spec):
@@ -47,6 +89,9 @@ class ReplicaSpec(_Spec):
     hourly_usd: float = Field(0.0, ge=0, description="Price of one replica-hour, for cost.")
     billing: Literal["per_second", "per_hour"] = Field("per_second", description="Billing granularity.")
     spot: SpotSpec | None = Field(None, description="Spot capacity: price and termination notice.")
+    standby: StandbyTiersSpec = Field(
+        default_factory=StandbyTiersSpec, description="Standby tiers: price and wake time of each (scaling.standby)."
+    )
 
 
 class ScalingSpec(_Spec):
@@ -58,6 +103,11 @@ class ScalingSpec(_Spec):
     tick_s: float = Field(1.0, gt=0, description="Controller period in policy seconds.")
     policies: list[AnyPolicySpec] = Field(
         default_factory=list, description="Scale out if any says out, in only if all agree (docs/policies.md)."
+    )
+    standby: StandbySpec = Field(
+        default_factory=StandbySpec,
+        description="Replicas kept started but not routed, woken by a scale-out before any cold start "
+        "(a schedule action or the predictive policy may change it).",
     )
 
     @model_validator(mode="after")
@@ -124,9 +174,14 @@ class PoolSpec(_Spec):
     )
     sim: SimSpec | None = Field(None, description="Digital-twin model of this pool (`ebbtide simulate` only).")
 
-    def price(self, variant: str = "default", spot: bool = False) -> Price:
+    def price(self, variant: str = "default", spot: bool = False, standby: str | None = None) -> Price:
         """One replica's price: its variant's (or the candidate's) hourly rate; a spot replica pays the spot rate,
-        scaled by the variant's rate over the pool's (the spot discount carries over to other shapes)."""
+        scaled by the variant's rate over the pool's (the spot discount carries over to other shapes); a parked
+        standby replica pays its tier's rate instead."""
+        if standby is not None and standby != COLD:
+            tier = self.replica.standby.tier(standby).hourly_usd
+            if tier is not None:
+                return Price(tier, self.replica.billing)
         hourly = self.replica.hourly_usd
         if variant == "candidate" and self.rollout is not None and self.rollout.candidate.hourly_usd is not None:
             hourly = self.rollout.candidate.hourly_usd

@@ -14,6 +14,7 @@ from typing import Any
 
 from ebbtide.core.policies.base import Policy, Recommendation
 from ebbtide.core.signals import PoolSignals
+from ebbtide.core.standby import StandbyWish
 
 __all__ = ["Controller", "ControllerState", "ScaleDecision", "ScalingRules"]
 
@@ -48,6 +49,7 @@ class ScaleDecision:
     blocked_by: str | None = None
     notes: tuple[str, ...] = field(default=())
     variant: str | None = None
+    standby: StandbyWish | None = None  # the last policy's standby wish, if any; None: the pool's configured one
 
     @property
     def direction(self) -> str:
@@ -89,7 +91,9 @@ class Controller:
         raw = self._zero_rules(signals, raw, now_s, notes)
         target = min(max(raw, lo), hi)
         variant = next((o.variant for o in reversed(opinions) if o.variant is not None), None)
-        decision = ScaleDecision(self.pool, now_s, current, current, tuple(opinions), lo, hi, source, None, (), variant)
+        standby = next((o.standby for o in reversed(opinions) if o.standby is not None), None)
+        decision = ScaleDecision(self.pool, now_s, current, current, tuple(opinions), lo, hi, source, None, (), variant,
+                                 standby)
         if target > current:
             return self._scale_out(decision, state, target, raw, now_s, notes)
         if target < current:
@@ -179,4 +183,5 @@ def _with(decision: ScaleDecision, desired: int, blocked_by: str | None, notes: 
         blocked_by,
         tuple(notes),
         decision.variant,
+        decision.standby,
     )

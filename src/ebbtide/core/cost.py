@@ -120,6 +120,13 @@ class CostLedger:
         self.closed_usd += replica_cost_usd(now_s - start_s, price)
         self.closed_replica_s += now_s - start_s
 
+    def reprice(self, replica_id: str, price: Price, now_s: float) -> None:
+        """From ``now_s`` the replica pays ``price`` (a standby parked or promoted): what ran so far is billed
+        at the old price as its own interval."""
+        if replica_id in self._open:
+            self.close(replica_id, now_s)
+            self._open[replica_id] = (now_s, price)
+
     def is_open(self, replica_id: str) -> bool:
         return replica_id in self._open
 

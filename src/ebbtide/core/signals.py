@@ -12,6 +12,7 @@ class ReplicaState(StrEnum):
     REQUESTED = "requested"
     STARTING = "starting"
     READY = "ready"
+    STANDBY = "standby"  # loaded (or staged) and parked: not routed, not capacity, woken by a Promote
     DRAINING = "draining"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -32,6 +33,7 @@ class ReplicaView:
     ready_at_s: float | None = None
     variant: str = "default"
     spot: bool = False
+    standby: str | None = None  # the tier of a reserve member (starting toward it, or parked); None: serving
 
     @property
     def has_free_slot(self) -> bool:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from ebbtide.core.signals import PoolSignals
+from ebbtide.core.standby import StandbyWish
 
 __all__ = ["Policy", "PolicySpec", "Recommendation", "TimeZone"]
 
@@ -24,6 +25,7 @@ class Recommendation:
     max_replicas: int | None = None
     bounds_source: str | None = None
     variant: str | None = None
+    standby: StandbyWish | None = None  # the reserve this policy wants (None: no opinion)
 
 
 class Policy(Protocol):

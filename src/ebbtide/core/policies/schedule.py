@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ebbtide.core.policies.base import PolicySpec, Recommendation, TimeZone
 from ebbtide.core.signals import PoolSignals
+from ebbtide.core.standby import StandbySpec
 
 __all__ = ["ScheduleAction", "SchedulePolicy", "ScheduleSpec", "ScheduleState"]
 
@@ -29,6 +30,9 @@ class ScheduleAction(PolicySpec):
     variant: str | None = Field(
         None, description="Pool variant in force (vertical scaling); unset = the pool's own engine, 'default'."
     )
+    standby: StandbySpec | None = Field(
+        None, description="Standby reserve while this action is in force; unset = scaling.standby."
+    )
 
     @field_validator("cron")
     @classmethod
@@ -39,8 +43,8 @@ class ScheduleAction(PolicySpec):
 
     @model_validator(mode="after")
     def _bounds(self) -> ScheduleAction:
-        if self.min_replicas is None and self.max_replicas is None:
-            raise ValueError("an action must set min_replicas, max_replicas or both")
+        if self.min_replicas is None and self.max_replicas is None and self.standby is None:
+            raise ValueError("an action must set min_replicas, max_replicas, standby or a combination")
         if self.min_replicas is not None and self.max_replicas is not None and self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas = {self.max_replicas}: must be >= min_replicas = {self.min_replicas}")
         return self
@@ -91,8 +95,12 @@ class SchedulePolicy:
         variant = action.variant or ("default" if self._uses_variants else None)
         if variant is not None:
             bounds += f", variant {variant}"
+        standby = action.standby.wish() if action.standby is not None else None
+        if standby is not None:
+            bounds += f"{', ' if bounds else ''}standby {standby}"
         reason = f"schedule {bounds} ({action.label}, since {since})"
-        rec = Recommendation(self.name, None, reason, action.min_replicas, action.max_replicas, action.label, variant)
+        rec = Recommendation(self.name, None, reason, action.min_replicas, action.max_replicas, action.label, variant,
+                             standby)
         return rec, replace(state, recommendation=rec)
 
     def _resolve(self, now_s: float) -> ScheduleState:
