@@ -1,6 +1,7 @@
 """In-process stand-ins for what ``serve`` talks to over the network, so its control loop and admission run on a
 ``ManualClock`` with no socket: a provider whose replicas become healthy ``cold_start_s`` after launch (virtual
-time), their engine, and an upstream whose answers are held until a test releases them.
+time) — and, once paused as a hot standby, ``wake_s`` after they are resumed — their engine, and an upstream
+whose answers are held until a test releases them.
 
 Usage::
 
@@ -40,10 +41,14 @@ class FakeProvider:
 
     name = "fake"
 
-    def __init__(self, clock: Clock, cold_start_s: float) -> None:
+    def __init__(self, clock: Clock, cold_start_s: float, wake_s: float = 0.0) -> None:
         self.clock = clock
         self.cold_start_s = cold_start_s
+        self.wake_s = wake_s
         self.launched_at: dict[str, float] = {}
+        self.paused: set[str] = set()
+        self.resumed_at: dict[str, float] = {}
+        self.staged: list[str] = []
         self.terminated: list[str] = []
 
     async def launch(self, pool: PoolSpec, engine: Any, replica_id: str) -> Launched:
@@ -51,8 +56,23 @@ class FakeProvider:
         return Launched(replica_id, pool.name, f"http://fake/{replica_id}", {"fake": 1})
 
     async def terminate(self, launched: Launched, grace_s: float) -> None:
+        self.paused.discard(launched.replica_id)
         if self.launched_at.pop(launched.replica_id, None) is not None:
             self.terminated.append(launched.replica_id)
+
+    async def pause(self, launched: Launched) -> None:
+        self.paused.add(launched.replica_id)
+
+    async def resume(self, launched: Launched) -> None:
+        if launched.replica_id in self.paused:
+            self.paused.discard(launched.replica_id)
+            self.resumed_at[launched.replica_id] = self.clock.now()
+
+    async def stage(self, pool: PoolSpec, engine: Any, replica_id: str) -> None:
+        self.staged.append(replica_id)
+
+    async def phases(self, launched: Launched) -> dict[str, Any] | None:
+        return None
 
     async def alive(self, launched: Launched) -> bool:
         return launched.replica_id in self.launched_at
@@ -64,8 +84,15 @@ class FakeProvider:
         return None
 
     def healthy(self, base_url: str) -> bool:
-        since = self.launched_at.get(base_url.rsplit("/", 1)[-1])
-        return since is not None and self.clock.now() >= since + self.cold_start_s
+        rid = base_url.rsplit("/", 1)[-1]
+        since = self.launched_at.get(rid)
+        return since is not None and rid not in self.paused and self.clock.now() >= self.due(rid)
+
+    def due(self, rid: str) -> float:
+        """When the replica ``rid`` turns healthy (clock time): its cold start, or its wake once resumed."""
+        if rid in self.resumed_at:
+            return self.resumed_at[rid] + self.wake_s
+        return self.launched_at[rid] + self.cold_start_s
 
     def engine(self, spec: AnyEngineSpec) -> FakeEngine:
         return FakeEngine(self, getattr(spec, "slots", 1))
@@ -74,6 +101,7 @@ class FakeProvider:
 class FakeEngine:
     kind = "fake"
     launches = True
+    pause = "signal"  # a hot standby is paused through the provider (FakeProvider.pause/resume)
 
     def __init__(self, provider: FakeProvider, slots: int) -> None:
         self.provider = provider
@@ -82,8 +110,20 @@ class FakeEngine:
     def launch_plan(self, port: int, threads: int, lease_path: Path | None) -> LaunchPlan:
         return LaunchPlan([], {})
 
+    def stage_plan(self) -> LaunchPlan | None:
+        return None
+
     async def health(self, session: aiohttp.ClientSession, base_url: str) -> Health:
         return Health.READY if self.provider.healthy(base_url) else Health.LOADING
+
+    async def warm_up(self, session: aiohttp.ClientSession, base_url: str) -> bool:
+        return self.provider.healthy(base_url)
+
+    async def sleep(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        raise NotImplementedError("FakeEngine pauses through its provider")
+
+    async def wake(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        raise NotImplementedError("FakeEngine pauses through its provider")
 
     def parse_metrics(self, text: str) -> EngineStats:
         return EngineStats()

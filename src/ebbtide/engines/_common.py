@@ -9,18 +9,58 @@ from typing import Generic, Protocol, TypeVar
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from ebbtide.engines.base import Health
+from ebbtide.engines.base import Health, PauseStyle
 
 __all__ = [
     "HEALTH_TIMEOUT_S",
+    "WARM_UP_TIMEOUT_S",
     "LoadedOnlyServerEngine",
+    "NoStandbyHooks",
     "first",
     "get_status",
+    "post_json",
     "probe_health",
     "sample_values",
 ]
 
 HEALTH_TIMEOUT_S = 2.0
+WARM_UP_TIMEOUT_S = 120.0
+
+
+async def post_json(
+    session: aiohttp.ClientSession, url: str, body: dict[str, object] | None, timeout_s: float
+) -> int | None:
+    """HTTP status of ``POST url`` with a JSON body (read in full), or None when nothing answered in time."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with session.post(url, json=body, timeout=timeout, allow_redirects=False) as resp:
+            await resp.read()
+            return resp.status
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return None
+
+
+class NoStandbyHooks:
+    """An engine with nothing to stage for a warm standby and no sleep endpoints of its own; its warm-up is a
+    1-token ``/v1/completions`` request."""
+
+    pause: PauseStyle = "none"
+
+    def stage_plan(self) -> None:
+        return None
+
+    def warm_up_body(self) -> dict[str, object]:
+        return {"prompt": "Hi", "max_tokens": 1, "temperature": 0}
+
+    async def warm_up(self, session: aiohttp.ClientSession, base_url: str) -> bool:
+        url = f"{base_url.rstrip('/')}/v1/completions"
+        return await post_json(session, url, self.warm_up_body(), WARM_UP_TIMEOUT_S) == 200
+
+    async def sleep(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no sleep endpoint")
+
+    async def wake(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no wake endpoint")
 
 
 async def get_status(
@@ -57,7 +97,7 @@ class _SlotsSpec(Protocol):
 SpecT = TypeVar("SpecT", bound=_SlotsSpec)
 
 
-class LoadedOnlyServerEngine(Generic[SpecT]):
+class LoadedOnlyServerEngine(NoStandbyHooks, Generic[SpecT]):
     """Constructor and ``health`` of an engine whose server the provider launches and which opens its port only
     once the model is loaded (vLLM, TGI): a loading replica is DOWN, and the provider's startup timeout tells
     "still loading" from "failed". Subclasses set ``kind`` and add ``launch_plan``, ``parse_metrics`` and

@@ -15,24 +15,31 @@ from pathlib import Path
 import aiohttp
 
 from ebbtide.config import LlamaCppEngineSpec
-from ebbtide.engines._common import HEALTH_TIMEOUT_S, first, probe_health, sample_values
-from ebbtide.engines.base import EngineStats, Health, LaunchPlan
+from ebbtide.engines._common import HEALTH_TIMEOUT_S, NoStandbyHooks, first, probe_health, sample_values
+from ebbtide.engines.base import EngineStats, Health, LaunchPlan, PauseStyle
 from ebbtide.engines.models import RemoteWeights
 
-__all__ = ["DEFAULT_LEASE_TIMEOUT_S", "WORKER_MODULE", "LlamaCppEngine"]
+__all__ = ["DEFAULT_LEASE_TIMEOUT_S", "WORKER_MODULE", "LlamaCppEngine", "phases_path"]
 
 WORKER_MODULE = "ebbtide.engines.llamacpp_worker"
 DEFAULT_LEASE_TIMEOUT_S = 15.0
 
 
-class LlamaCppEngine:
+def phases_path(lease_path: Path) -> Path:
+    """Where a worker writes its start-up phases: next to its lease (the provider reads it from there)."""
+    return lease_path.parent / f"{lease_path.name}.phases.json"
+
+
+class LlamaCppEngine(NoStandbyHooks):
     """Usage: ``LlamaCppEngine(spec, resolve_model(spec.model), lease_timeout_s=orphan_grace_s)``.
 
-    ``model_path`` is a local GGUF file, or the :class:`RemoteWeights` the worker stages before loading.
+    ``model_path`` is a local GGUF file, or the :class:`RemoteWeights` the worker stages before loading. A hot
+    standby is the worker stopped with SIGSTOP (one process: llama.cpp runs inside it) and resumed with SIGCONT.
     """
 
     kind = "llamacpp"
     launches = True
+    pause: PauseStyle = "signal"
 
     def __init__(
         self,
@@ -64,10 +71,18 @@ class LlamaCppEngine:
         ]  # fmt: skip
         if lease_path is not None:
             argv += ["--lease", str(lease_path), "--lease-timeout", f"{self.lease_timeout_s:g}"]
+            argv += ["--phases", str(phases_path(lease_path))]
         if self.alias:
             argv += ["--alias", self.alias]
         if self.spec.args:
             argv += ["--", *self.spec.args]
+        return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
+
+    def stage_plan(self) -> LaunchPlan | None:  # type: ignore[override]
+        """Remote weights: the worker in ``--stage-only`` mode (stage into the node's cache, then exit 0)."""
+        if not isinstance(self.model_path, RemoteWeights):
+            return None
+        argv = [sys.executable, "-m", WORKER_MODULE, *self._model_args(), "--port", "0", "--stage-only"]
         return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
 
     def _model_args(self) -> list[str]:

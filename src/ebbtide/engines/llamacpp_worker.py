@@ -4,12 +4,19 @@ Usage::
 
     python -m ebbtide.engines.llamacpp_worker --model PATH|URL --port P [--host 127.0.0.1] [--slots N]
         [--threads T] [--ctx-per-slot C] [--lease FILE --lease-timeout S] [--alias NAME]
-        [--sha256 HEX] [--model-cache DIR] [--cache-limit-bytes N] [-- key=value ...]
+        [--sha256 HEX] [--model-cache DIR] [--cache-limit-bytes N] [--phases FILE] [--stage-only]
+        [-- key=value ...]
 
 A ``--model`` that is an ``s3://`` or ``http(s)://`` URL is first staged into this node's weights cache
 (``ebbtide.weights``: verified, resumable, a hit when the node already has it); the worker logs one
 ``stage-report {json}`` line with the fetch and page-cache timings, then loads the cached file, holding it so
 the cache never evicts it while this replica runs.
+
+``--phases FILE``: once the model is loaded the worker writes (atomically) the wall-clock times of its start-up
+milestones — ``started`` (this module running), ``engine_import`` (llama.cpp imported), ``weights_staged``
+(remote weights staged, or the local file found), ``weights_loaded`` (the server constructed) — plus the stage
+report, for the fleet's per-phase cold-start timing. ``--stage-only`` stages remote weights and exits 0 (a warm
+standby: the weights on this node's disk, no engine).
 
 ``/health`` answers 503 while the model loads, then 200. Extra ``key=value`` arguments set ``CommonParams``
 attributes (dotted for nested ones, e.g. ``sampling.temp=0.7``), coerced to the attribute's current type.
@@ -39,6 +46,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+STARTED_AT = time.time()  # the "process start" milestone: the interpreter and the stdlib imports above are done
 
 __all__ = [
     "EXIT_BAD_ARGS",
@@ -75,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lease", type=Path, default=None, help="file whose mtime the controller keeps fresh")
     p.add_argument("--lease-timeout", type=float, default=15.0, help="seconds without a touch before exiting")
     p.add_argument("--alias", default=None, help="model id reported by /v1/models")
+    p.add_argument("--phases", type=Path, default=None, help="write start-up milestones here (JSON) once loaded")
+    p.add_argument("--stage-only", action="store_true", help="stage remote weights into the cache, then exit 0")
     p.add_argument("extra", nargs="*", help="key=value CommonParams overrides (after --)")
     return p
 
@@ -179,6 +190,21 @@ def _stage_if_remote(args: argparse.Namespace) -> object | None:
     return staged
 
 
+def write_phases(path: Path, milestones: dict[str, float], stage: object | None) -> None:
+    """Write the start-up milestones (epoch seconds) atomically, so a reader never sees half a file."""
+    record: dict[str, Any] = {"pid": os.getpid(), **milestones}
+    report = getattr(stage, "report", None)
+    if report is not None:
+        record["stage"] = {k: v for k, v in report.as_dict().items() if k in ("fetch_s", "page_cache_s", "cache_hit",
+                                                                              "bytes_fetched", "size_bytes")}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError as exc:  # timing is informative only: never fail a replica over it
+        _log(f"cannot write phases to {path}: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -186,13 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--slots, --threads, --ctx-per-slot and --lease-timeout must be positive")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # also while staging: a partial download resumes next time
+    milestones = {"started": STARTED_AT}
+    if args.stage_only:
+        staged = _stage_if_remote(args)
+        _log("weights staged (--stage-only)" if staged is not None else "local weights: nothing to stage")
+        return 0
+    import xllamacpp
+
+    milestones["engine_import"] = time.time()
     try:
         staged = _stage_if_remote(args)  # referenced until os._exit: its hold keeps the blob from eviction
+        milestones["weights_staged"] = time.time()
         params = _build_params(args)
     except ValueError as exc:
         parser.error(str(exc))
-
-    import xllamacpp
 
     started = time.perf_counter()
     _log(f"loading {args.model} on {args.host}:{args.port} (slots={args.slots}, threads={args.threads})")
@@ -201,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         _log(f"server failed to start (model load or port bind): {exc}")
         return EXIT_LOAD_FAILED
+    milestones["weights_loaded"] = time.time()
+    if args.phases is not None:
+        write_phases(args.phases, milestones, staged)
     code = _run_until_stopped(server, args.lease, args.lease_timeout, time.perf_counter() - started)
     sys.stderr.flush()
     del staged  # documents the lifetime: the hold is dropped only when the process ends

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from ebbtide.config import OpenAIEngineSpec
-from ebbtide.engines._common import HEALTH_TIMEOUT_S, get_status
+from ebbtide.engines._common import HEALTH_TIMEOUT_S, NoStandbyHooks, get_status
 from ebbtide.engines.base import EngineStats, Health, LaunchPlan
 
 __all__ = ["OpenAIEngine", "normalize_base_url"]
@@ -27,7 +27,7 @@ def normalize_base_url(url: str) -> str:
     return base.removesuffix("/v1")
 
 
-class OpenAIEngine:
+class OpenAIEngine(NoStandbyHooks):
     """Usage: ``OpenAIEngine(spec)``; probe it with ``health(session, engine.base_url)``."""
 
     kind = "openai"

@@ -1,14 +1,16 @@
-"""The provider contract: put a replica's server somewhere, find its address, tell if it still exists, remove it.
+"""The provider contract: put a replica's server somewhere, find its address, tell if it still exists, remove it;
+pause and resume it (a hot standby), stage its weights on a node (a warm standby), and report the start-up
+milestones its process recorded.
 
 Providers know nothing of health, routing or policy: ``serve/control/fleet.py`` runs the lifecycle (startup
-timeout, health checks, drain, replace) over any provider, so local processes, Ray actors and future backends
-behave the same.
+timeout, health checks, drain, replace, standby) over any provider, so local processes, Ray actors and future
+backends behave the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ebbtide.config import PoolSpec
 from ebbtide.engines.base import Engine
@@ -43,6 +45,25 @@ class Provider(Protocol):
 
     async def renew(self, launched: Launched) -> None:
         """Renew the controller lease; a replica whose lease lapses stops itself (no orphans)."""
+        ...
+
+    async def pause(self, launched: Launched) -> None:
+        """Stop the replica's process (SIGSTOP) for a hot standby; it must still count as alive, and a lapsed
+        lease must still end it although it cannot watch the lease itself while stopped."""
+        ...
+
+    async def resume(self, launched: Launched) -> None:
+        """Continue a paused replica's process (SIGCONT). Idempotent."""
+        ...
+
+    async def stage(self, pool: PoolSpec, engine: Engine, replica_id: str) -> None:
+        """Put the engine's weights on a node's disk without starting it (a warm standby); raises on failure."""
+        ...
+
+    async def phases(self, launched: Launched) -> dict[str, Any] | None:
+        """The replica's start-up milestones as wall-clock epochs on its node — ``spawned`` (the provider
+        started the process) and what the process wrote (``started``, ``engine_import``, ``weights_staged``,
+        ``weights_loaded``, ``stage``) — or None when it reports none."""
         ...
 
     async def close(self) -> None: ...

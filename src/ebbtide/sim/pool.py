@@ -6,7 +6,9 @@ drain, in which order), admission (``core.queueing.admit``: 429/503 and Retry-Af
 estimate from the EWMA of slot time), the fair queue (``core.fairqueue``), routing
 (``core.routing.least_outstanding``) and the bill (``core.cost.CostLedger`` at each replica's own price). This
 module only turns those verdicts into events: a started replica becomes ready (or fails) after a modelled cold
-start, a drained one stops when idle or at its deadline, a queued request expires at its deadline (503).
+start, a drained one stops when idle or at its deadline, a queued request expires at its deadline (503). A
+standby replica (``Start(..., standby=tier)``) is parked once loaded and paid at its tier's price
+(``replica.standby``); a ``Promote`` wakes it in the tier's ``wake_s`` at the full price again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from ebbtide.config.sim import SimSpec
 from ebbtide.core.controller import Controller
 from ebbtide.core.cost import CostLedger, Price
 from ebbtide.core.fairqueue import FairQueue, Queued
-from ebbtide.core.fleet import CANDIDATE, DEFAULT_VARIANT, Drain, FleetAction, FleetTarget, Start, plan_fleet, preempt
+from ebbtide.core.fleet import (
+    CANDIDATE,
+    DEFAULT_VARIANT,
+    Drain,
+    FleetAction,
+    FleetTarget,
+    Promote,
+    Start,
+    plan_fleet,
+    preempt,
+)
 from ebbtide.core.queueing import QUEUE_TIMEOUT_STATUS, SERVICE_EWMA_WEIGHT, Backlog, admit, ready_eta_s
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState
@@ -35,6 +47,7 @@ __all__ = ["SimPool", "Waiting"]
 
 INF = float("inf")
 READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.DRAINING
+PARKED_S = ReplicaState.STANDBY
 # A queued request: (arrival_s, prompt_tokens, output_tokens, class index, rollout arm or None).
 Waiting = tuple[float, int, int, int, str | None]
 SHADOW_CLASS = "shadow"
@@ -69,8 +82,9 @@ class SimPool:
         self.ledger = CostLedger()
         self.prices: dict[tuple[str, bool], Price] = {}
         self.spot = spec.replica.spot
+        self.standby = spec.scaling.standby.wish()  # the configured reserve; a policy's wish replaces it
         self.target = FleetTarget(0, spot=self.spot is not None, min_on_demand=self.spot.min_on_demand
-                                  if self.spot else 0)
+                                  if self.spot else 0, standby=self.standby)
         self.planned: tuple[int, FleetTarget] | None = None
         self.version = 0  # bumped on every replica state change: the fleet plan is redone only when needed
         self.service_s: float | None = None
@@ -79,17 +93,17 @@ class SimPool:
         self.preempt_rate_per_s = sim.spot_preemptions_per_hour / 3600.0 if self.spot else 0.0
         self.capacity = self.max_capacity = self.next_id = self.seq = self.ticks = 0
         self.arrivals = self.cold_starts = self.startup_failures = self.preemptions = self.max_queue = 0
-        self.completions = 0
+        self.completions = self.promotions = 0
         self.cold_start_total_s = 0.0
         self.last_arrival_s: float | None = None
         self.actions: list[tuple[float, FleetAction]] = []  # the ordered fleet actions (differential test)
         self.rollout: Any = None  # sim.rollout.SimRollout when the pool has a rollout
         n0 = sim.initial_replicas if sim.initial_replicas is not None else spec.scaling.min_replicas
-        self.target = FleetTarget(n0, spot=self.target.spot, min_on_demand=self.target.min_on_demand)
+        self.target = replace(self.target, desired=n0)
         for action in plan_fleet([], self.target, 0.0):
             assert isinstance(action, Start)
             self.actions.append((0.0, action))
-            self._start_replica(0.0, action, warm=True)
+            self._start_replica(0.0, action, warm=True)  # a reserve wished for at t=0 is parked from t=0
 
     # -- fleet -----------------------------------------------------------------------------------------------
 
@@ -104,6 +118,8 @@ class SimPool:
             self.actions.append((now_s, action))
             if isinstance(action, Start):
                 self._start_replica(now_s, action)
+            elif isinstance(action, Promote):
+                self._promote(self.replicas[action.replica_id], now_s)
             else:
                 self._drain(self.replicas[action.replica_id], action, now_s)
 
@@ -117,13 +133,16 @@ class SimPool:
         self.next_id += 1
         shape = self.shapes.get(start.variant, self.shapes[DEFAULT_VARIANT])
         r = SimReplica(f"{self.spec.name}-{self.next_id:05d}", shape.service, now_s, self.run.spread_rng,
-                       start.variant, start.spot, self)
+                       start.variant, start.spot, self, start.standby)
         self.replicas[r.replica_id] = r
         self.ledger.open(r.replica_id, self._price(start.variant, start.spot), now_s)
-        self.capacity += 1
-        self.max_capacity = max(self.max_capacity, self.capacity)
+        if start.standby is None:
+            self.capacity += 1
+            self.max_capacity = max(self.max_capacity, self.capacity)
         self.version += 1
-        if warm:
+        if warm and start.standby is not None:
+            self._park(r, now_s)
+        elif warm:
             r.set_state(READY_S, now_s)
         else:
             out = shape.cold.outcome(self.rng)
@@ -135,8 +154,30 @@ class SimPool:
         if self.host is not None:
             self._host_update(now_s)
 
+    def _park(self, r: SimReplica, now_s: float) -> None:
+        """A standby replica is loaded: not routed, paid at its tier's price until promoted."""
+        r.set_state(PARKED_S)
+        r.ready_s = now_s if r.ready_s is None else r.ready_s
+        self.ledger.reprice(r.replica_id, self.spec.price(r.variant, False, r.standby), now_s)
+
+    def _promote(self, r: SimReplica, now_s: float) -> None:
+        """Wake a reserve member: a parked one is ready after its tier's wake time, a loading one when loaded."""
+        tier, r.standby = r.standby, None
+        self.promotions += 1
+        self.capacity += 1
+        self.max_capacity = max(self.max_capacity, self.capacity)
+        self.version += 1
+        if r.state is PARKED_S:
+            assert tier is not None
+            self.ledger.reprice(r.replica_id, self._price(r.variant, r.spot), now_s)
+            r.set_state(STARTING_S)
+            self.clock.push(now_s + self.spec.replica.standby.tier(tier).wake_s, self.on_ready, r)
+        else:
+            r.set_state(r.state)  # the view drops the standby tier
+        self.views[r.pos] = r.view
+
     def _drain(self, r: SimReplica, action: Drain, now_s: float) -> None:
-        if r.state is STARTING_S or r.batch == 0:
+        if r.state is STARTING_S or r.state is PARKED_S or r.batch == 0:
             self._stop(r, now_s)
             return
         self.capacity -= 1
@@ -147,7 +188,7 @@ class SimPool:
         self.clock.push(deadline, self.on_drain_timeout, r)
 
     def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
-        if r.state in (READY_S, STARTING_S):
+        if r.state in (READY_S, STARTING_S) and r.standby is None:
             self.capacity -= 1
         r.set_state(state)
         r.stopped_s = now_s
@@ -185,14 +226,14 @@ class SimPool:
 
     def backlog(self, now_s: float) -> Backlog:
         ready = [r for r in self.replicas.values() if r.state is READY_S]
-        starting = [r.requested_s for r in self.replicas.values() if r.state is STARTING_S]
+        starting = [r.requested_s for r in self.replicas.values() if r.state is STARTING_S and r.standby is None]
         service = self.service_s if self.service_s is not None else self.service_prior_s
         eta = ready_eta_s(starting, self.cold_start_p90_s, now_s)
         return Backlog(self.queue.size, len(ready), sum(r.slots for r in ready), service, eta)
 
     def can_grow(self) -> bool:
         return self.target.desired < self.controller.rules.max_replicas or any(
-            r.state is STARTING_S for r in self.replicas.values())
+            r.state is STARTING_S and r.standby is None for r in self.replicas.values())
 
     def arrive(self, now_s: float, prompt: int, output: int, cls: int, arm: str | None = None) -> None:
         """A request (``cls`` < 0: a rollout's shadow copy, which is not the client's) reaches this pool."""
@@ -324,18 +365,24 @@ class SimPool:
     def on_ready(self, now_s: float, r: SimReplica) -> None:
         if r.state is not STARTING_S:
             return
-        r.set_state(READY_S, now_s)
+        woken = r.ready_s is not None  # a promoted standby that was parked (its cold start was counted then)
+        if r.standby is not None:
+            self._park(r, now_s)
+        else:
+            r.set_state(READY_S, now_s)
         self.views[r.pos] = r.view
         self.version += 1
         if self.host is not None:  # loading is over
             self._host_update(now_s)
-        self.cold_starts += 1
-        self.cold_start_total_s += now_s - r.requested_s
+        if not woken:
+            self.cold_starts += 1
+            self.cold_start_total_s += now_s - r.requested_s
+            r.ready_s = now_s
         self._reconcile(now_s)
         self._drain_queue(now_s)
 
     def on_startup_failed(self, now_s: float, r: SimReplica) -> None:
-        if r.state is STARTING_S:
+        if r.state is STARTING_S and r.ready_s is None:
             self.startup_failures += 1
             self._stop(r, now_s, ReplicaState.FAILED)
             self._reconcile(now_s)
@@ -369,8 +416,9 @@ class SimPool:
         variant = decision.variant if decision.variant is not None else self.target.variant
         if variant not in self.shapes:
             variant = self.target.variant
-        if (decision.desired, variant) != (self.target.desired, self.target.variant):
-            self.retarget(now_s, desired=decision.desired, variant=variant)
+        standby = decision.standby if decision.standby is not None else self.standby
+        if (decision.desired, variant, standby) != (self.target.desired, self.target.variant, self.target.standby):
+            self.retarget(now_s, desired=decision.desired, variant=variant, standby=standby)
         else:
             self._reconcile(now_s)
 
@@ -382,9 +430,10 @@ class SimPool:
     # -- reports ---------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[ReplicaState, int]:
-        counts = {READY_S: 0, STARTING_S: 0, DRAINING_S: 0}
+        counts = {READY_S: 0, STARTING_S: 0, DRAINING_S: 0, PARKED_S: 0}
         for r in self.replicas.values():
-            counts[r.state] = counts.get(r.state, 0) + 1
+            state = PARKED_S if r.standby is not None else r.state  # the reserve, loading or parked
+            counts[state] = counts.get(state, 0) + 1
         return counts
 
     def running(self) -> int:

@@ -280,6 +280,7 @@ class SimReplica:
         "slots",
         "slow",
         "spot",
+        "standby",
         "state",
         "stopped_s",
         "tpot",
@@ -298,10 +299,12 @@ class SimReplica:
         variant: str = "default",
         spot: bool = False,
         owner: Any = None,
+        standby: str | None = None,
     ) -> None:
         self.replica_id = replica_id
         self.variant = variant
         self.spot = spot
+        self.standby = standby  # a reserve member's tier (core.standby); None once it serves
         self.owner = owner  # the driver's per-pool state that handles this replica's events
         self.service = service
         self.slots = service.slots
@@ -338,7 +341,7 @@ class SimReplica:
         if v is None:
             v = ReplicaView(
                 self.replica_id, self.state, self.batch, self.slots, self.requested_s, self.ready_s, self.variant,
-                self.spot,
+                self.spot, self.standby,
             )
             self._views[self.batch] = v
         return v

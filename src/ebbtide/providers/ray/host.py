@@ -6,6 +6,11 @@ actor in turn holds a lease from the controller (``renew``): a controller gone f
 server and the actor, like the local provider's lease files, while a controller restarted sooner adopts the
 named actor.
 
+A hot standby is the server's process group stopped with SIGSTOP (``pause``) and continued with SIGCONT
+(``resume``); this actor keeps running meanwhile, so the controller's lease is still watched here, and a
+SIGTERM to a paused group is followed by SIGCONT so that it is acted on. ``stage`` runs a stage-only command
+to completion on this node (a warm standby: weights in this node's cache, no engine).
+
 This module imports no Ray at import time; ``ray.py`` wraps ``ReplicaHost`` in ``ray.remote`` when it
 connects.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -54,6 +60,7 @@ class ReplicaHost:
         self.lease = self.dir / "lease"
         self.lease.touch()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned_at: float | None = None
         self._renewed_at = time.monotonic()
         threading.Thread(target=self._watch, name="ebbtide-lease", daemon=True).start()
 
@@ -88,7 +95,39 @@ class ReplicaHost:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+        self.spawned_at = time.time()
         return self.proc.pid
+
+    async def stage(self, argv: list[str], env: dict[str, str], driver_python: str) -> int:
+        """Run a stage-only command on this node to completion; its exit code."""
+        self._renewed_at = time.monotonic()
+        argv = [sys.executable if i == 0 and a == driver_python else a for i, a in enumerate(argv)]
+        with open(self.dir / "server.log", "ab") as log:
+            done = await asyncio.to_thread(
+                subprocess.run, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, **env},
+                check=False,
+            )  # fmt: skip
+        return done.returncode
+
+    async def pause(self) -> None:
+        self._renewed_at = time.monotonic()
+        if self.proc is not None and self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        self._renewed_at = time.monotonic()
+        if self.proc is not None and self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGCONT)
+
+    async def phases(self) -> dict[str, Any] | None:
+        """The server's start-up milestones (epochs on this node): ``spawned`` and what it wrote."""
+        if self.spawned_at is None:
+            return None
+        try:
+            written = json.loads((self.dir / "lease.phases.json").read_text())
+        except (OSError, ValueError):
+            written = {}
+        return {"spawned": self.spawned_at, **written}
 
     async def running(self) -> bool:
         """Whether the server process still runs; like every controller call, it also renews the lease."""
@@ -104,6 +143,7 @@ class ReplicaHost:
         if proc is None:
             return None
         _signal_group(proc.pid, signal.SIGTERM)
+        _signal_group(proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + grace_s
         while proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -135,6 +175,7 @@ class ReplicaHost:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             _signal_group(proc.pid, signal.SIGTERM)
+            _signal_group(proc.pid, signal.SIGCONT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5.0)
             _signal_group(proc.pid, signal.SIGKILL)

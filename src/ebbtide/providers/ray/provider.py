@@ -8,6 +8,11 @@ restarted controller can adopt them (DESIGN §7); the controller's lease (``rene
 not renewed for ``orphan_grace_s`` stops its server and exits, so nothing outlives a dead controller for
 long.
 
+A hot standby pauses and resumes the server through its actor (SIGSTOP/SIGCONT of the server's process group
+on its node). A warm standby (``stage``) runs the stage-only command in a short-lived actor placed like a
+replica, so the weights land in that node's cache; the replica it later becomes is placed by Ray again, so on a
+cluster of several nodes it may start on another node (and fetch there): no node affinity is kept.
+
 Ray is imported lazily: without the ``ray`` extra, building this provider raises ``RayUnavailable``. Ray
 calls that can block (connect, create, look up, kill) run in a worker thread; method calls are awaited as
 ObjectRefs.
@@ -138,6 +143,42 @@ class RayProvider:
             "node_ip": str(info["node_ip"]), "server_pid": int(pid),
         }  # fmt: skip
         return Launched(replica_id, pool.name, f"http://{info['node_ip']}:{info['port']}", handle)
+
+    async def pause(self, launched: Launched) -> None:
+        await self._call(launched, "pause")
+
+    async def resume(self, launched: Launched) -> None:
+        await self._call(launched, "resume")
+
+    async def phases(self, launched: Launched) -> dict[str, Any] | None:
+        found = await self._call(launched, "phases")
+        return found if isinstance(found, dict) else None
+
+    async def stage(self, pool: PoolSpec, engine: Engine, replica_id: str) -> None:
+        plan = engine.stage_plan()
+        if plan is None:
+            return
+        await self.connect()
+        name = f"ebbtide-stage-{replica_id}-{uuid.uuid4().hex[:8]}"
+        actor = await asyncio.to_thread(self._create, name, actor_options(pool), replica_id,
+                                        pool.replica.orphan_grace_s)
+        try:
+            await asyncio.wait_for(actor.prepare.remote(), pool.replica.startup_timeout_s)
+            code = await asyncio.wait_for(actor.stage.remote(plan.argv, plan.env, sys.executable),
+                                          pool.replica.startup_timeout_s)
+            if code != 0:
+                tail = await asyncio.wait_for(actor.log_tail.remote(), self.call_timeout_s)
+                raise RuntimeError(f"staging weights for {replica_id} exited {code}: {tail[-600:]}")
+        finally:
+            await self._kill(actor)
+
+    async def _call(self, launched: Launched, method: str) -> Any:
+        actor = await self._actor(launched)
+        if actor is None:
+            return None
+        with contextlib.suppress(TimeoutError, self._ray.exceptions.RayError):
+            return await asyncio.wait_for(getattr(actor, method).remote(), self.call_timeout_s)
+        return None
 
     def _create(self, name: str, opts: dict[str, Any], replica_id: str, grace_s: float) -> Any:
         return self._host_cls.options(

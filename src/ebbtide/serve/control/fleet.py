@@ -1,11 +1,13 @@
 """Replica lifecycle for one pool over any provider: carry out core's fleet plan, wait ready, health-check, drain.
 
-``requested → starting → ready → draining → stopped``, plus ``failed``. What to start and what to drain is decided
-once, in ``core.fleet.plan_fleet`` (removal order, variant switch, candidates, the spot on-demand floor) and
-``core.fleet.preempt`` (spot notices) — the twin carries out the same plan. This module only turns its actions into
-provider calls: ``Start`` launches a replica, ``Drain`` stops routing to one at once and stops it when
-``drain_finished`` (nothing in flight, or its deadline). Every carried-out action is kept in ``actions`` (ordered,
-bounded) so a test can compare the live fleet with the twin's. Every transition is an event.
+``requested → starting → ready → draining → stopped``, plus ``failed`` and the reserve's ``standby``. What to
+start, promote and drain is decided once, in ``core.fleet.plan_fleet`` (removal order, variant switch,
+candidates, the spot on-demand floor, the standby reserve) and ``core.fleet.preempt`` (spot notices) — the twin
+carries out the same plan. This module only turns its actions into provider calls: ``Start`` launches a replica
+(``serve/control/startup.py`` watches it to ready, warms it up, times its phases, and parks a standby one),
+``Promote`` wakes a reserve member, ``Drain`` stops routing to one at once and stops it when ``drain_finished``
+(nothing in flight, or its deadline). Every carried-out action is kept in ``actions`` (ordered, bounded) so a
+test can compare the live fleet with the twin's. Every transition is an event.
 """
 
 from __future__ import annotations
@@ -25,23 +27,26 @@ from ebbtide.core.fleet import (
     DEFAULT_VARIANT,
     FleetAction,
     FleetTarget,
+    Promote,
     Start,
     drain_finished,
     plan_fleet,
     preempt,
 )
 from ebbtide.core.signals import CAPACITY_STATES, ReplicaState
+from ebbtide.core.standby import StandbyWish
 from ebbtide.engines.base import Engine, Health
 from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.clock import Clock, WallClock
+from ebbtide.serve.control.startup import PhaseSink, Startup
 from ebbtide.serve.gateway.broker import Replica, SlotBroker
 
 __all__ = ["EventSink", "Fleet"]
 
 EventSink = Callable[[str, Replica | None, str], None]
-STARTUP_POLL_S = 0.05
 DRAIN_POLL_S = 0.05
 ACTIONS_KEPT = 10_000
+_LIVE_STATES = CAPACITY_STATES | {ReplicaState.STANDBY}
 
 
 class Fleet:
@@ -57,6 +62,7 @@ class Fleet:
         clock: Clock | None = None,
         variants: dict[str, Engine] | None = None,
         priority_classes: Sequence[str] = DEFAULT_CLASSES,
+        record_phases: PhaseSink | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -67,6 +73,7 @@ class Fleet:
         self.spot_available = True
         self.candidate_count = 0
         self.hold_old = False
+        self.standby = pool.scaling.standby.wish()  # the configured reserve; a policy's wish replaces it
         self.session = session
         self.emit = emit
         self.next_id = next_id
@@ -76,8 +83,10 @@ class Fleet:
         self.actions: deque[tuple[float, FleetAction]] = deque(maxlen=ACTIONS_KEPT)
         self.ledger = CostLedger()  # each replica billed at its own price from request to stop
         self.broker = SlotBroker(self.live_replicas, max_queue, priority_classes, self.clock)
+        self.startup = Startup(self, record_phases or (lambda replica, kind, phases: None))
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.acting = True  # False on a follower gateway (state: redis): it routes to the leader's replicas
 
     def live_replicas(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state not in (ReplicaState.STOPPED, ReplicaState.FAILED)]
@@ -86,13 +95,15 @@ class Fleet:
         return any(r.state is ReplicaState.READY for r in self.replicas.values())
 
     def capacity(self) -> list[Replica]:
-        return [r for r in self.replicas.values() if r.state in CAPACITY_STATES]
+        """Serving replicas, ready or on their way (the reserve is not capacity)."""
+        return [r for r in self.replicas.values() if r.state in CAPACITY_STATES and r.standby is None]
 
     def engine_of(self, replica: Replica) -> Engine:
         return self.engines.get(replica.variant, self.engine)
 
-    def set_desired(self, desired: int, variant: str | None = None) -> None:
+    def set_desired(self, desired: int, variant: str | None = None, standby: StandbyWish | None = None) -> None:
         self.desired = max(0, desired)
+        self.standby = standby if standby is not None else self.pool.scaling.standby.wish()
         if variant is not None and variant != self.variant and variant in self.engines:
             self.switch_variant(variant, f"start {variant}, then drain {self.variant}")
             return
@@ -103,17 +114,21 @@ class Fleet:
         self.replicas[replica.replica_id] = replica
         self._bill(replica)
         if launched is not None:
-            self._spawn(self._watch_ready(replica, launched, adopted=True))
+            self._spawn(self.startup.watch_ready(replica, launched, adopted=True))
 
     def target(self) -> FleetTarget:
         spot = self.pool.replica.spot
         return FleetTarget(
             self.desired, self.variant, self.candidate_count, self.hold_old,
             spot=spot is not None and self.spot_available, min_on_demand=spot.min_on_demand if spot else 0,
+            standby=self.standby,
         )
 
+    def reconcile(self) -> None:
+        self._reconcile()
+
     def _reconcile(self) -> None:
-        if self._closing:
+        if self._closing or not self.acting:
             return
         now = self.clock.now()
         self._carry_out(plan_fleet([r.view() for r in self.live_replicas()], self.target(), now), now)
@@ -123,9 +138,11 @@ class Fleet:
             self.actions.append((now, action))
             if isinstance(action, Start):
                 self._start_one(action)
-                continue
-            within = None if action.deadline_s is None else max(0.0, action.deadline_s - now)
-            self._start_drain(self.replicas[action.replica_id], action.reason, within_s=within)
+            elif isinstance(action, Promote):
+                self.startup.promote(self.replicas[action.replica_id], action.reason)
+            else:
+                within = None if action.deadline_s is None else max(0.0, action.deadline_s - now)
+                self._start_drain(self.replicas[action.replica_id], action.reason, within_s=within)
 
     def set_candidates(self, count: int) -> None:
         self.candidate_count = count
@@ -142,85 +159,65 @@ class Fleet:
     def _start_one(self, start: Start) -> None:
         engine = self.engines[start.variant]
         replica = Replica(self.next_id(), self.pool.name, engine.slots, requested_at=self.clock.now(),
-                          variant=start.variant, spot=start.spot)
+                          variant=start.variant, spot=start.spot, standby=start.standby)
         self.replicas[replica.replica_id] = replica
         self._bill(replica)
         self.emit("requested", replica, start.reason)
-        self._spawn(self._launch(replica))
+        self._spawn(self.startup.launch(replica))
 
     def _bill(self, replica: Replica) -> None:
         if not self.ledger.is_open(replica.replica_id):
-            self.ledger.open(replica.replica_id, self.pool.price(replica.variant, replica.spot), self.clock.now())
+            self.ledger.open(replica.replica_id, self.price_of(replica), self.clock.now())
 
-    async def _launch(self, replica: Replica) -> None:
-        try:
-            launched = await self.provider.launch(self.pool, self.engine_of(replica), replica.replica_id)
-        except Exception as exc:
-            self._fail(replica, f"launch failed: {exc}")
-            return
-        replica.base_url, replica.handle = launched.base_url, dict(launched.handle)
-        if replica.state is not ReplicaState.REQUESTED:
-            await self.provider.terminate(launched, self.pool.replica.stop_grace_s)
-            return
-        replica.state = ReplicaState.STARTING
-        self.emit("starting", replica, f"{launched.base_url} {launched.handle}")
-        await self._watch_ready(replica, launched, adopted=False)
+    def price_of(self, replica: Replica) -> Any:
+        """Its variant's price, spot or on-demand; a parked standby pays its tier's price."""
+        return self.pool.price(replica.variant, replica.spot, replica.parked if replica.state is
+                               ReplicaState.STANDBY else None)
 
-    async def _watch_ready(self, replica: Replica, launched: Launched, adopted: bool) -> None:
-        deadline = replica.requested_at + self.pool.replica.startup_timeout_s
-        while replica.state is ReplicaState.STARTING:
-            if not await self.provider.alive(launched):
-                self._fail(replica, "process exited during startup")
-                return
-            if await self.engine_of(replica).health(self.session, replica.base_url) is Health.READY:
-                replica.state, replica.ready_at = ReplicaState.READY, self.clock.now()
-                took = replica.ready_at - replica.requested_at
-                self.emit("adopted" if adopted else "ready", replica, f"ready after {took:.2f}s")
-                self._reconcile()  # as the twin: plan first (old variant may drain), then serve the queue
-                self.broker.wake()
-                return
-            if self.clock.now() > deadline:
-                self._fail(replica, f"not ready within startup_timeout_s {self.pool.replica.startup_timeout_s:g}")
-                return
-            await asyncio.sleep(STARTUP_POLL_S)
+    def reprice(self, replica: Replica) -> None:
+        self.ledger.reprice(replica.replica_id, self.price_of(replica), self.clock.now())
 
     async def check_health(self) -> None:
-        """One health pass over ready/draining replicas; also renews every live replica's lease."""
+        """One health pass over ready replicas (a parked one: only that its process exists); renews every lease."""
         for replica in list(self.live_replicas()):
-            launched = self._launched(replica)
+            launched = self.launched(replica)
             await self.provider.renew(launched)
-            if replica.state is not ReplicaState.READY:
+            if replica.state not in (ReplicaState.READY, ReplicaState.STANDBY):
                 continue
-            if not await self.provider.alive(launched):
-                self._fail(replica, "process exited")
+            if replica.base_url and not await self.provider.alive(launched):
+                self.fail(replica, "process exited")
                 continue
+            if replica.state is ReplicaState.STANDBY:
+                continue  # paused: it cannot answer, and need not until it is promoted
             if await self.engine_of(replica).health(self.session, replica.base_url) is Health.READY:
                 replica.health_failures = 0
                 continue
             replica.health_failures += 1
             if replica.health_failures >= self.pool.replica.health_failures:
-                self._fail(replica, f"{replica.health_failures} consecutive failed health checks")
+                self.fail(replica, f"{replica.health_failures} consecutive failed health checks")
 
     async def suspect(self, replica: Replica) -> None:
         """A proxied request saw a connection failure: check now instead of at the next interval."""
-        if replica.state is ReplicaState.READY and not await self.provider.alive(self._launched(replica)):
-            self._fail(replica, "process exited (seen by a request)")
+        if not self.acting:  # a follower leaves health to the leader (the request is retried elsewhere)
+            return
+        if replica.state is ReplicaState.READY and not await self.provider.alive(self.launched(replica)):
+            self.fail(replica, "process exited (seen by a request)")
 
-    def _fail(self, replica: Replica, reason: str) -> None:
+    def fail(self, replica: Replica, reason: str) -> None:
         if replica.state in (ReplicaState.FAILED, ReplicaState.STOPPED):
             return
         replica.state = ReplicaState.FAILED
         self.ledger.close(replica.replica_id, self.clock.now())
         self.emit("failed", replica, reason)
         if replica.base_url:
-            self._spawn(self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s))
+            self._spawn(self.provider.terminate(self.launched(replica), self.pool.replica.stop_grace_s))
         self._reconcile()
 
     def _start_drain(
         self, replica: Replica, reason: str, spawn: bool = True, within_s: float | None = None
     ) -> None:
         """Stop routing to the replica now (synchronously, so no second caller picks it), then drain and stop."""
-        if replica.state not in CAPACITY_STATES:
+        if replica.state not in _LIVE_STATES:
             return
         replica.state = ReplicaState.DRAINING
         self.emit("draining", replica, f"{reason}; {replica.inflight} in flight")
@@ -253,13 +250,16 @@ class Fleet:
             await asyncio.sleep(DRAIN_POLL_S)
         left = replica.inflight
         if replica.base_url:
-            await self.provider.terminate(self._launched(replica), self.pool.replica.stop_grace_s)
+            await self.provider.terminate(self.launched(replica), self.pool.replica.stop_grace_s)
         replica.state = ReplicaState.STOPPED
         self.ledger.close(replica.replica_id, self.clock.now())
         self.emit("stopped", replica, f"drained ({left} still in flight at stop)" if left else "drained")
 
-    def _launched(self, replica: Replica) -> Launched:
+    def launched(self, replica: Replica) -> Launched:
         return Launched(replica.replica_id, replica.pool, replica.base_url, replica.handle)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coro)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -283,4 +283,3 @@ class Fleet:
             self._start_drain(replica, "shutdown", spawn=False)
         draining = [r for r in self.replicas.values() if r.state is ReplicaState.DRAINING]
         await asyncio.gather(*(self._finish_drain(r) for r in draining), return_exceptions=True)
-

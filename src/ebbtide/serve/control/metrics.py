@@ -8,6 +8,7 @@ __all__ = ["GatewayMetrics"]
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)
 COLD_START_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 240, 480, 900)
+PHASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 240, 480)
 
 
 class GatewayMetrics:
@@ -32,6 +33,12 @@ class GatewayMetrics:
             "ebbtide_cold_start_seconds", "Replica requested → ready.", ["pool"], buckets=COLD_START_BUCKETS,
             registry=r,
         )
+        self.cold_start_phase = Histogram(
+            "ebbtide_cold_start_phase_seconds",
+            "Each phase of a replica start (provision, process_start, engine_import, weights_staged, weights_loaded, "
+            "listening, health_ok, first_token; wake for a promoted hot standby).",
+            ["pool", "phase"], buckets=PHASE_BUCKETS, registry=r,
+        )  # fmt: skip
         self.cost = Counter("ebbtide_cost_usd", "Replica cost accrued.", ["pool"], registry=r)
         self.retries = Counter("ebbtide_retries", "Requests retried on another replica.", ["pool"], registry=r)
         self.replica_hours = Counter("ebbtide_replica_hours", "Replica-hours accrued (paid).", ["pool"], registry=r)

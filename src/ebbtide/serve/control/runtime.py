@@ -31,6 +31,7 @@ from ebbtide.providers.base import Launched, Provider
 from ebbtide.serve.clock import Clock, PolicyClock, WallClock
 from ebbtide.serve.control.fleet import Fleet
 from ebbtide.serve.control.metrics import GatewayMetrics
+from ebbtide.serve.control.phases import format_phases
 from ebbtide.serve.control.rollouts import RolloutDriver
 from ebbtide.serve.control.store import Store
 from ebbtide.serve.control.sysmetrics import scrape_replicas
@@ -121,7 +122,7 @@ class Runtime:
             fleet = Fleet(
                 spec, self.provider, self._engine(spec.engine), self.session, self._emitter(spec.name),
                 self._next_id(spec.name), self.cfg.gateway.max_queue, self.clock, variants,
-                self.cfg.gateway.priority_classes,
+                self.cfg.gateway.priority_classes, self._phase_recorder(spec.name),
             )
             controller = build_controller(spec)
             pr = self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
@@ -144,6 +145,12 @@ class Runtime:
                 pr.fleet.emit("failed", replica, "not running when the controller restarted")
                 continue
             await self.provider.renew(launched)
+            if row["state"] == ReplicaState.STANDBY.value:  # parked (a paused process cannot answer health)
+                replica.state, replica.standby = ReplicaState.STANDBY, str(replica.handle.get("standby", "hot"))
+                replica.parked = replica.standby
+                pr.fleet.adopt(replica)
+                pr.fleet.emit("adopted", replica, f"{replica.parked} standby after controller restart")
+                continue
             adopted += 1
             if await engine.health(pr.fleet.session, replica.base_url) is Health.READY:
                 replica.state = ReplicaState.READY
@@ -231,7 +238,7 @@ class Runtime:
         if pr.rollout is not None:  # as the twin: the rollout's step first, then the controller's count
             pr.rollout.tick()
         if not pr.paused:
-            pr.fleet.set_desired(decision.desired, decision.variant)
+            pr.fleet.set_desired(decision.desired, decision.variant, decision.standby)
 
     def signals(self, pr: PoolRuntime, now_s: float) -> PoolSignals:
         return PoolSignals(
@@ -268,7 +275,7 @@ class Runtime:
         since the last update (each replica at its own variant's price, spot or on-demand, with billing)."""
         m, name, now = self.metrics, pr.name, self.clock.now()
         m.queue_depth.labels(name).set(pr.fleet.broker.queue_depth)
-        for state in ("starting", "ready", "draining", "failed"):
+        for state in ("starting", "ready", "standby", "draining", "failed"):
             m.replicas.labels(name, state).set(sum(1 for r in pr.fleet.replicas.values() if r.state == state))
         ledger = pr.fleet.ledger
         cost, replica_s = ledger.total_usd(now), ledger.replica_seconds(now)
@@ -319,6 +326,18 @@ class Runtime:
             path.unlink(missing_ok=True)
             for pr in self.pools.values():
                 pr.fleet.preempt(path.name, notice)
+
+    def _phase_recorder(self, pool: str) -> Callable[[Replica, str, dict[str, float]], None]:
+        """A timed start goes to the store, the phase histogram and the event log."""
+        emit = self._emitter(pool)
+
+        def record(replica: Replica, kind: str, phases: dict[str, float]) -> None:
+            self.store.add_start_phases(self.clock.now(), pool, replica.replica_id, kind, phases)
+            for phase, seconds in phases.items():
+                self.metrics.cold_start_phase.labels(pool, phase).observe(seconds)
+            emit("phases", replica, f"{kind}: {format_phases(phases)}")
+
+        return record
 
     def _next_id(self, pool: str) -> Callable[[], str]:
         return lambda: f"{pool}-{next(self._ids)}"

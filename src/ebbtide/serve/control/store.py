@@ -1,4 +1,5 @@
-"""SQLite state under the state dir: replicas, lifecycle events and scaling decisions (with every opinion).
+"""SQLite state under the state dir: replicas, lifecycle events, scaling decisions (with every opinion) and the
+timed phases of each replica start.
 
 Writes are small and synchronous (WAL mode); the gateway calls them from the event loop between awaits.
 """
@@ -31,6 +32,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, pool TEXT NOT NULL, current INTEGER NOT NULL,
     desired INTEGER NOT NULL, direction TEXT NOT NULL, min_replicas INTEGER NOT NULL, max_replicas INTEGER NOT NULL,
     bounds_source TEXT NOT NULL, blocked_by TEXT, opinions TEXT NOT NULL, notes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS start_phases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, pool TEXT NOT NULL, replica_id TEXT NOT NULL,
+    kind TEXT NOT NULL, phases TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
 CREATE INDEX IF NOT EXISTS decisions_at ON decisions(at);
@@ -119,6 +124,20 @@ class Store:
         for r in rows:
             r["opinions"] = json.loads(r["opinions"])
             r["notes"] = json.loads(r["notes"])
+        return rows
+
+    def add_start_phases(self, at: float, pool: str, replica_id: str, kind: str, phases: dict[str, float]) -> None:
+        """One timed start: ``kind`` is cold, standby-hot/-warm or wake-hot/-warm; ``phases`` phase → seconds."""
+        self._db.execute(
+            "INSERT INTO start_phases (at, pool, replica_id, kind, phases) VALUES (?,?,?,?,?)",
+            (at, pool, replica_id, kind, json.dumps(phases)),
+        )
+
+    def start_phases(self, pool: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest timed starts, oldest first."""
+        rows = self._query("start_phases", 0.0, pool, limit)
+        for r in rows:
+            r["phases"] = json.loads(r["phases"])
         return rows
 
     def cold_starts_s(self, pool: str, limit: int = 50) -> list[float]:

@@ -43,11 +43,15 @@ class Replica:
     variant: str = "default"
     handle: dict[str, str | int | float] = field(default_factory=dict)
     spot: bool = False
+    standby: str | None = None  # a reserve member's tier (core.standby); None once it serves
+    parked: str | None = None  # the tier it is parked in (state STANDBY), kept while it wakes
+    woke_at: float | None = None  # when it was promoted from the reserve (its wake is timed from here)
+    milestones: dict[str, float] = field(default_factory=dict)  # start-up milestones (serve/control/phases.py)
 
     def view(self) -> ReplicaView:
         return ReplicaView(
             self.replica_id, self.state, self.inflight, self.slots, self.requested_at, self.ready_at, self.variant,
-            self.spot,
+            self.spot, self.standby,
         )
 
 
