@@ -32,6 +32,7 @@ from ebbtide.config.pools import (
     VariantSpec,
 )
 from ebbtide.config.sim import SIM_UNION_TAGS
+from ebbtide.config.state import StateSpec
 from ebbtide.core.controller import Controller, ScalingRules
 from ebbtide.core.policies import POLICY_SPECS, PolicySpec
 
@@ -53,6 +54,7 @@ __all__ = [
     "ScalingSpec",
     "SloSpec",
     "SpotSpec",
+    "StateSpec",
     "TgiEngineSpec",
     "VariantSpec",
     "VllmEngineSpec",
@@ -116,6 +118,9 @@ class Config(_Spec):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="HTTP front end.")
     provider: ProviderSpec = Field(
         default_factory=LocalProviderSpec, description="Where replicas run: local processes or a Ray cluster."
+    )
+    state: StateSpec = Field(
+        default_factory=StateSpec, description="What gateways share: embedded SQLite (one process) or Redis (several)."
     )
 
     @model_validator(mode="after")

@@ -50,10 +50,12 @@ def serve(
     auth: str | None = typer.Option(None, help="none | keys (default from config gateway.auth; see docs)."),
     insecure: bool = typer.Option(False, help="Allow auth none on a non-loopback bind (anyone can call)."),
     dashboard_public: bool = typer.Option(False, help="Serve /dashboard without the admin token."),
+    gateway_only: bool = typer.Option(False, help="With state: redis, serve and follow but never take the "
+                                      "leader lease (never start or stop replicas)."),
 ) -> None:
     """Run the OpenAI-compatible gateway over an autoscaled fleet of engine replicas."""
     from ebbtide.providers.ray.provider import RayUnavailable
-    from ebbtide.serve.server import AuthRefused, PortInUse, run_server
+    from ebbtide.serve.server import AuthRefused, PortInUse, StateUnavailable, run_server
 
     console = Console()
     cfg = load_or_default(config, console)
@@ -62,13 +64,15 @@ def serve(
     overrides = (("host", host), ("port", port), ("auth", auth))
     gateway = cfg.gateway.model_copy(update={k: v for k, v in overrides if v is not None})
     cfg = cfg.model_copy(update={"gateway": gateway})
+    if gateway_only and cfg.state.backend != "redis":
+        raise typer.BadParameter("--gateway-only needs state: {backend: redis} (followers share a leader's fleet)")
     try:
         uvloop.run(run_server(cfg, state_dir, time_scale, keep_replicas, console, insecure=insecure,
-                               dashboard_public=dashboard_public))
+                               dashboard_public=dashboard_public, gateway_only=gateway_only))
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    except AuthRefused as exc:
+    except (AuthRefused, StateUnavailable) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except RayUnavailable as exc:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ebbtide.core.explain import explain
 from ebbtide.serve.clock import WallClock
-from ebbtide.serve.control.store import Store
+from ebbtide.serve.control.store import StateStore, Store
 
 __all__ = ["parse_since", "register"]
 
@@ -41,12 +41,11 @@ def decisions(
     state_dir: Path = typer.Option(Path(".ebbtide"), help="The state dir of `ebbtide serve` (or a twin run's)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object with a `decisions` list."),
     explain_each: bool = typer.Option(False, "--explain", help="One sentence per decision."),
+    config: Path | None = typer.Option(None, "-c", "--config", help="ebbtide.yaml: with state: {backend: redis} "
+                                       "the one log every gateway's leader wrote, from that Redis."),
 ) -> None:
     """Scaling decisions with every policy's opinion, the bounds in force and any cooldown that blocked a change."""
-    db = state_dir / "ebbtide.db"
-    if not db.exists():
-        raise typer.BadParameter(f"no store at {db}: is --state-dir right?")
-    store = Store(db)
+    store = _open(state_dir, config)
     try:
         rows = store.decisions(parse_since(since, WallClock().now()), pool, limit=100_000)
     finally:
@@ -71,6 +70,24 @@ def decisions(
                       str(r["desired"]), f"{r['min_replicas']}-{r['max_replicas']} ({r['bounds_source']})",
                       r["blocked_by"] or "", opinions)
     console.print(table)
+
+
+def _open(state_dir: Path, config: Path | None) -> StateStore:
+    db = state_dir / "ebbtide.db"
+    if config is not None:
+        from ebbtide.config import ConfigError, load_config
+        from ebbtide.serve.shared.setup import StateUnavailable, open_redis
+        from ebbtide.serve.shared.store import RedisStore
+
+        try:
+            cfg = load_config(config)
+            if cfg.state.backend == "redis":
+                return RedisStore(open_redis(cfg.state), db)
+        except (ConfigError, StateUnavailable) as exc:
+            raise typer.BadParameter(str(exc)) from None
+    if not db.exists():
+        raise typer.BadParameter(f"no store at {db}: is --state-dir right?")
+    return Store(db)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ebbtide.serve.gateway.keys import KeyStore, KeyStoreError, parse_key_id
+from ebbtide.serve.shared.keys import RedisKeyStore
 
 __all__ = ["keys_app", "register"]
 
@@ -20,6 +21,26 @@ DEFAULT_STATE_DIR = Path(".ebbtide")  # the same default as `ebbtide serve --sta
 
 keys_app = typer.Typer(help="API keys: tenants, priority classes, per-minute limits.", no_args_is_help=True)
 StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="The gateway's state dir (holds ebbtide.db).")]
+ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="ebbtide.yaml: with state: {backend: "
+                                                "redis} the keys live in that Redis (shared by every gateway).")]
+
+
+def _open(state_dir: Path, config: Path | None) -> KeyStore | RedisKeyStore:
+    """The SQLite store in the state dir, or the shared Redis one when the config says ``state: redis``."""
+    if config is None:
+        return KeyStore(state_dir / "ebbtide.db")
+    from ebbtide.config import ConfigError, load_config
+    from ebbtide.serve.shared.setup import StateUnavailable, open_redis
+
+    try:
+        cfg = load_config(config)
+        if cfg.state.backend != "redis":
+            return KeyStore(state_dir / "ebbtide.db")
+        keys = RedisKeyStore(open_redis(cfg.state))
+        keys.refresh(force=True)
+        return keys
+    except (ConfigError, StateUnavailable) as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -39,10 +60,11 @@ def create(
     rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute (default: no limit).")] = None,
     tpm: Annotated[int | None, typer.Option("--tpm", help="Tokens per minute (default: no limit).")] = None,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the key and its record as JSON.")] = False,
 ) -> None:
     """Create a key and print it once: only a salted hash is stored, so it cannot be shown again."""
-    store = KeyStore(state_dir / "ebbtide.db")
+    store = _open(state_dir, config)
     try:
         key, record = store.create(tenant, priority, rpm, tpm)
     except KeyStoreError as exc:
@@ -61,11 +83,12 @@ def create(
 @keys_app.command("list")
 def list_keys(
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    config: ConfigOpt = None,
     active: Annotated[bool, typer.Option("--active", help="Hide revoked keys.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Keys by id (never the secret), with tenant, class, limits and dates."""
-    store = KeyStore(state_dir / "ebbtide.db")
+    store = _open(state_dir, config)
     try:
         records = store.list_keys(include_revoked=not active)
     finally:
@@ -86,13 +109,14 @@ def list_keys(
 def revoke(
     key_id: Annotated[str, typer.Argument(help="KEY_ID from `ebbtide keys list` (or the whole key).")],
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    config: ConfigOpt = None,
 ) -> None:
     """Revoke a key; a running gateway refuses it within a second."""
     try:
         kid = parse_key_id(key_id)
     except KeyStoreError as exc:
         raise _fail(str(exc)) from None
-    store = KeyStore(state_dir / "ebbtide.db")
+    store = _open(state_dir, config)
     try:
         record = store.revoke(kid)
         existing = store.get(kid)

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -33,11 +33,14 @@ from ebbtide.serve.control.fleet import Fleet
 from ebbtide.serve.control.metrics import GatewayMetrics
 from ebbtide.serve.control.phases import format_phases
 from ebbtide.serve.control.rollouts import RolloutDriver
-from ebbtide.serve.control.store import Store
+from ebbtide.serve.control.store import StateStore
 from ebbtide.serve.control.sysmetrics import scrape_replicas
 from ebbtide.serve.gateway.auth import Gatekeeper
 from ebbtide.serve.gateway.broker import Replica
 from ebbtide.serve.gateway.upstream import Upstream, UpstreamClient
+
+if TYPE_CHECKING:
+    from ebbtide.serve.shared.coordinator import Coordinator
 
 __all__ = ["PoolRuntime", "Runtime"]
 
@@ -80,7 +83,7 @@ class Runtime:
     def __init__(
         self,
         cfg: Config,
-        store: Store,
+        store: StateStore,
         provider: Provider,
         policy_clock: PolicyClock,
         report: Reporter | None = None,
@@ -106,6 +109,7 @@ class Runtime:
         self._engine = engines or (lambda spec: build_engine(spec, model_cache_dir))
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(len(store.replicas()) + 1)
+        self.coordinator: Coordinator | None = None  # state: redis (one of several gateways; see serve/shared)
 
     @property
     def wall(self) -> Clock:
@@ -126,7 +130,8 @@ class Runtime:
             )
             controller = build_controller(spec)
             pr = self.pools[spec.name] = PoolRuntime(spec, fleet, controller, controller.initial_state())
-            await self._adopt(pr)
+            if self.coordinator is None:  # several gateways: the leader adopts when it takes the lease
+                await self._adopt(pr)
             if spec.rollout is not None:
                 pr.rollout = RolloutDriver(spec.rollout, fleet, random.Random(0), self.clock)
         await self.tick()
@@ -234,14 +239,19 @@ class Runtime:
         decision, pr.state = pr.controller.decide(self.signals(pr, now_s), pr.state, now_s)
         pr.ticks += 1
         pr.last_decision = decision
+        if not self.leads():  # a follower keeps its controller warm on the summed signals; only the leader acts
+            return
         self._record(pr, decision)
         if pr.rollout is not None:  # as the twin: the rollout's step first, then the controller's count
             pr.rollout.tick()
         if not pr.paused:
             pr.fleet.set_desired(decision.desired, decision.variant, decision.standby)
 
+    def leads(self) -> bool:
+        return self.coordinator is None or self.coordinator.leads()
+
     def signals(self, pr: PoolRuntime, now_s: float) -> PoolSignals:
-        return PoolSignals(
+        own = PoolSignals(
             pool=pr.spec.name,
             now_s=now_s,
             capacity=pr.fleet.desired,
@@ -252,6 +262,7 @@ class Runtime:
             last_arrival_s=pr.last_arrival_s,
             cold_start_p90_s=self._cold_start_p90_s(pr),
         )
+        return own if self.coordinator is None else self.coordinator.combine(own)
 
     def _record(self, pr: PoolRuntime, d: ScaleDecision) -> None:
         switching = d.variant is not None and d.variant != pr.fleet.variant
@@ -300,7 +311,8 @@ class Runtime:
         period = min(p.replica.health_interval_s for p in self.cfg.pools)
         while True:
             await asyncio.sleep(period)
-            self._read_notices()
+            if self.leads():
+                self._read_notices()
             if self.session is not None:
                 try:
                     await scrape_replicas(self.metrics, self.session, dict(self.pools))
@@ -308,6 +320,9 @@ class Runtime:
                     self.report("error", {"where": "replica metrics", "error": repr(exc)})
             for pr in self.pools.values():
                 try:
+                    if not self.leads():
+                        await self.coordinator.keep_alive(pr)  # type: ignore[union-attr]
+                        continue
                     await pr.fleet.check_health()
                 except Exception as exc:
                     self.report("error", {"where": f"health check of pool {pr.name!r}", "pool": pr.name,
@@ -329,6 +344,7 @@ class Runtime:
 
     def _phase_recorder(self, pool: str) -> Callable[[Replica, str, dict[str, float]], None]:
         """A timed start goes to the store, the phase histogram and the event log."""
+
         emit = self._emitter(pool)
 
         def record(replica: Replica, kind: str, phases: dict[str, float]) -> None:
@@ -340,6 +356,8 @@ class Runtime:
         return record
 
     def _next_id(self, pool: str) -> Callable[[], str]:
+        if self.coordinator is not None:
+            return lambda: self.coordinator.replica_id(pool)  # type: ignore[union-attr]
         return lambda: f"{pool}-{next(self._ids)}"
 
     def _emitter(self, pool: str) -> Callable[[str, Replica | None, str], None]:

@@ -12,11 +12,43 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ebbtide.core.controller import ScaleDecision
 
-__all__ = ["Store"]
+__all__ = ["StateStore", "Store"]
+
+
+class StateStore(Protocol):
+    """What the runtime, admin API and dashboard use: this SQLite ``Store`` or ``serve.shared.store.RedisStore``."""
+
+    path: Path
+
+    def upsert_replica(self, replica_id: str, pool: str, state: str, base_url: str, handle: dict[str, Any],
+                       requested_at: float, ready_at: float | None = None, stopped_at: float | None = None,
+                       variant: str = "default") -> None: ...
+
+    def replicas(self, pool: str | None = None, live_only: bool = False) -> list[dict[str, Any]]: ...
+
+    def add_event(self, at: float, pool: str, replica_id: str | None, kind: str, detail: str) -> None: ...
+
+    def events(self, since: float = 0.0, pool: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def add_decision(self, d: ScaleDecision) -> None: ...
+
+    def decisions(self, since: float = 0.0, pool: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def add_start_phases(self, at: float, pool: str, replica_id: str, kind: str, phases: dict[str, float]) -> None:
+        """One timed replica start (serve/control/phases.py): ``kind`` cold, standby-hot/-warm or wake-hot/-warm."""
+        ...
+
+    def start_phases(self, pool: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest timed starts, oldest first: {at, pool, replica_id, kind, phases: {phase: seconds}}."""
+        ...
+
+    def cold_starts_s(self, pool: str, limit: int = 50) -> list[float]: ...
+
+    def close(self) -> None: ...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replicas (

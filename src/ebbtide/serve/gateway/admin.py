@@ -40,6 +40,15 @@ def _pool_state(pr: PoolRuntime) -> dict[str, Any]:
     }
 
 
+def _shared_state(runtime: Runtime) -> dict[str, Any]:
+    """Which backend, and with Redis: this gateway, the leader it knows, whether it leads and is connected."""
+    c = runtime.coordinator
+    if c is None:
+        return {"backend": "sqlite", "leads": True}
+    return {"backend": "redis", "gateway": c.me, "leader": c.leader, "leads": c.leads(), "token": c.token,
+            "connected": c.connected, "gateways": c.live_gateways, "may_lead": c.may_lead}
+
+
 def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list[web.RouteDef]:
     def pool_of(request: web.Request) -> PoolRuntime:
         name = request.match_info["pool"]
@@ -55,7 +64,8 @@ def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list
 
     async def state(request: web.Request) -> web.Response:
         guard(request)
-        return web.json_response({"pools": {n: _pool_state(p) for n, p in runtime.pools.items()}})
+        return web.json_response({"pools": {n: _pool_state(p) for n, p in runtime.pools.items()},
+                                  "state": _shared_state(runtime)})
 
     async def decisions(request: web.Request) -> web.Response:
         guard(request)

@@ -12,19 +12,39 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from aiohttp import web
 
-from ebbtide.core.quota import QuotaLedger, QuotaLimits
+from ebbtide.core.quota import QuotaDecision, QuotaLedger, QuotaLimits
 from ebbtide.serve.clock import Clock, WallClock
 from ebbtide.serve.gateway.errors import ApiError
-from ebbtide.serve.gateway.keys import KeyStore
+from ebbtide.serve.gateway.keys import KeyRecord
 
-__all__ = ["ANONYMOUS", "AuthDecision", "AuthMode", "AuthRefused", "Caller", "Gatekeeper", "decide_auth",
-           "is_loopback"]
+__all__ = ["ANONYMOUS", "AuthDecision", "AuthMode", "AuthRefused", "Caller", "Gatekeeper", "KeyDirectory",
+           "TenantMeter", "decide_auth", "is_loopback"]
 
 AuthMode = Literal["none", "keys"]
+
+
+class KeyDirectory(Protocol):
+    """What the gateway reads per request: the SQLite ``KeyStore`` or the Redis-backed ``RedisKeyStore``."""
+
+    def verify(self, key: str) -> KeyRecord | None: ...
+
+    def counts(self) -> tuple[int, int]: ...
+
+    def ever_had_keys(self) -> bool: ...
+
+
+class TenantMeter(Protocol):
+    """Token buckets per tenant: ``core.quota.QuotaLedger`` in one process, ``SharedQuota`` across gateways."""
+
+    def admit(self, tenant: str, limits: QuotaLimits, now_s: float, tokens: int = 0) -> QuotaDecision: ...
+
+    def settle(self, tenant: str, limits: QuotaLimits, now_s: float, reserved: int, used: int) -> None: ...
+
+    def prune(self, now_s: float) -> object: ...
 
 
 class AuthRefused(Exception):
@@ -111,11 +131,12 @@ class Gatekeeper:
 
     def __init__(
         self,
-        keys: KeyStore | None,
+        keys: KeyDirectory | None,
         anonymous_class: str = "interactive",
         decision: AuthDecision | None = None,
         on_change: Callable[[str], None] | None = None,
         clock: Clock | None = None,
+        meter: TenantMeter | None = None,
     ) -> None:
         if decision is None:
             decision = AuthDecision("none", "no key store") if keys is None else AuthDecision("keys", "key store")
@@ -125,7 +146,7 @@ class Gatekeeper:
         self.decision = decision
         self._on_change = on_change or (lambda message: None)
         self.anonymous = Caller("anonymous", anonymous_class, QuotaLimits())
-        self.ledger = QuotaLedger()
+        self.ledger: TenantMeter = meter or QuotaLedger()
         self.clock = clock or WallClock()
         self._pruned_at = self.clock.monotonic()
 
@@ -145,7 +166,7 @@ class Gatekeeper:
             raise ApiError(401, "invalid or revoked API key", "invalid_api_key")
         return Caller(record.tenant, record.priority, QuotaLimits(record.rpm, record.tpm), record.key_id)
 
-    def _switch_to_keys(self, keys: KeyStore) -> None:
+    def _switch_to_keys(self, keys: KeyDirectory) -> None:
         # One-way: nothing ever switches 'keys' back to 'none' (keys are never deleted, so this stays true).
         self.decision = AuthDecision("keys", f"a key was created while running; {_store_phrase(*keys.counts())}")
         self._on_change(self.decision.describe())

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ebbtide.serve.clock import WallClock
 
-__all__ = ["DEFAULT_CLASSES", "KEY_PREFIX", "KeyRecord", "KeyStore", "KeyStoreError", "parse_key_id"]
+__all__ = ["DEFAULT_CLASSES", "KEY_PREFIX", "KeyRecord", "KeyStore", "KeyStoreError", "check_new_key", "key_hash",
+           "key_id_of", "mint_key", "parse_key_id"]
 
 KEY_PREFIX = "ebt_"
 DEFAULT_CLASSES = ("interactive", "batch")
@@ -80,6 +81,34 @@ def _hash(key: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", key.encode(), salt, PBKDF2_ITERATIONS)
 
 
+def check_new_key(tenant: str, priority: str, rpm: int | None, tpm: int | None) -> None:
+    """Raise :class:`KeyStoreError` naming the option when a new key's fields are not acceptable."""
+    if not tenant.strip() or len(tenant) > 128:
+        raise KeyStoreError(f"--tenant = {tenant!r}: must be 1-128 characters, not blank")
+    if not _CLASS_RE.match(priority):
+        raise KeyStoreError(f"--class = {priority!r}: must be interactive, batch or a lowercase name "
+                            "([a-z][a-z0-9_-], ≤ 32 characters)")
+    for name, value in (("--rpm", rpm), ("--tpm", tpm)):
+        if value is not None and value < 1:
+            raise KeyStoreError(f"{name} = {value}: must be >= 1 (leave it out for no limit)")
+
+
+def mint_key() -> tuple[str, str, bytes]:
+    """A fresh ``(key_id, key, salt)``; store only ``key_id``, ``salt`` and ``key_hash(key, salt)``."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}", secrets.token_bytes(16)
+
+
+def key_hash(key: str, salt: bytes) -> bytes:
+    return _hash(key, salt)
+
+
+def key_id_of(key: str) -> str | None:
+    """The ``key_id`` of a well-formed key, else None."""
+    m = _KEY_RE.match(key)
+    return m.group(1) if m else None
+
+
 def _record(row: sqlite3.Row) -> KeyRecord:
     return KeyRecord(row["key_id"], row["tenant"], row["priority"], row["rpm"], row["tpm"], row["created_at"],
                      row["revoked_at"])
@@ -120,17 +149,8 @@ class KeyStore:
         self, tenant: str, priority: str = "interactive", rpm: int | None = None, tpm: int | None = None
     ) -> tuple[str, KeyRecord]:
         """A new key for ``tenant``: ``(key, record)``. The key is not stored and cannot be shown again."""
-        if not tenant.strip() or len(tenant) > 128:
-            raise KeyStoreError(f"--tenant = {tenant!r}: must be 1-128 characters, not blank")
-        if not _CLASS_RE.match(priority):
-            raise KeyStoreError(f"--class = {priority!r}: must be interactive, batch or a lowercase name "
-                            "([a-z][a-z0-9_-], ≤ 32 characters)")
-        for name, value in (("--rpm", rpm), ("--tpm", tpm)):
-            if value is not None and value < 1:
-                raise KeyStoreError(f"{name} = {value}: must be >= 1 (leave it out for no limit)")
-        key_id = secrets.token_hex(6)
-        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        salt = secrets.token_bytes(16)
+        check_new_key(tenant, priority, rpm, tpm)
+        key_id, key, salt = mint_key()
         record = KeyRecord(key_id, tenant, priority, rpm, tpm, self._wall())
         self._db.execute(
             "INSERT INTO api_keys (key_id, salt, hash, tenant, priority, rpm, tpm, created_at) "

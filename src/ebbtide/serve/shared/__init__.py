@@ -1,0 +1,2 @@
+"""Several gateways, one leader: the ``state: {backend: redis}`` backend (see coordinator.py and
+docs/operations.md, "Several gateways")."""
