@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from ebbtide.config import Config
-from ebbtide.core.fleet import Drain, FleetAction, Start
+from ebbtide.core.fleet import Drain, FleetAction, Promote, Start
 from ebbtide.core.quota import QuotaLimits
 from ebbtide.core.signals import ReplicaState
 from ebbtide.serve.clock import ManualClock, PolicyClock
@@ -38,8 +38,10 @@ from tests.serve_fakes import FakeProvider, send
 
 T0 = 1_834_704_000.0  # 2028-02-23T00:00:00Z
 # Odd figures, so that no completion, readiness, tick or arrival falls at the same instant as another.
-COLD_S, TTFT_S, TPOT_S, PROMPT = 30.2513, 0.5071, 0.1013, 100
-Action = tuple[float, str, Any, Any]  # (t, "start", variant, spot) | (t, "drain", ordinal, reason)
+COLD_S, TTFT_S, TPOT_S, PROMPT, WAKE_S = 30.2513, 0.5071, 0.1013, 100, 2.3117
+# (t, "start", variant, spot) | (t, "standby", variant, tier) | (t, "promote", ordinal, reason)
+# | (t, "drain", ordinal, reason)
+Action = tuple[float, str, Any, Any]
 
 
 @dataclass
@@ -88,6 +90,8 @@ def scenarios() -> list[Scenario]:
         {"cron": "0 23 * * *", "min_replicas": 2, "max_replicas": 3, "variant": "default"},
         {"cron": "2 0 * * *", "min_replicas": 2, "max_replicas": 3, "variant": "small"}]}]
     two = {"interactive": 0.5, "batch": 0.5}
+    hot = pool("p", replica={"standby": {"hot": {"wake_s": WAKE_S}}}, standby={"tier": "hot", "count": 1})
+    hot["sim"]["initial_standby"] = 0
     return [
         Scenario("scale-out", {"pools": [pool("p")]}, burst, 260, expect={"start": 3, "drain": 1}),
         Scenario("scale-in under load", {"pools": [pool("p")]}, steady, 320, expect={"start": 3, "drain": 2}),
@@ -103,6 +107,9 @@ def scenarios() -> list[Scenario]:
         Scenario("priority shedding", {"pools": [_with_classes(pool("p", max_replicas=1), two)],
                                        "gateway": {"max_queue": 6, "priority_classes": ["interactive", "batch"]}},
                  arrivals(r, 40, 120, 3.0, two), 240, expect={"429 shed for a higher class": 5}),
+        Scenario("hot standby", {"pools": [hot], "gateway": {"max_queue": 8}},
+                 arrivals(r, 40, 70, 6.0, one) + arrivals(r, 70, 260, 0.4, one),
+                 320, expect={"promote": 1, "standby": 2, "drain": 1}),
     ]
 
 
@@ -148,8 +155,12 @@ def run_twin(sc: Scenario, cfg: Config, base: Path) -> tuple[dict[str, list[Acti
 
 
 def _norm(t: float, action: FleetAction, ordinal: Callable[[str], int]) -> Action:
+    if isinstance(action, Start) and action.standby is not None:
+        return (round(t, 6), "standby", action.variant, action.standby)
     if isinstance(action, Start):
         return (round(t, 6), "start", action.variant, action.spot)
+    if isinstance(action, Promote):
+        return (round(t, 6), "promote", ordinal(action.replica_id), action.reason)
     assert isinstance(action, Drain)
     return (round(t, 6), "drain", ordinal(action.replica_id), action.reason)
 
@@ -204,7 +215,7 @@ async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 20.
 
 async def run_serve(sc: Scenario, cfg: Config, tmp: Path) -> tuple[dict[str, list[Action]], list[int]]:
     clock = ManualClock(T0)
-    provider = FakeProvider(clock, COLD_S)
+    provider = FakeProvider(clock, COLD_S, WAKE_S)
     upstream = ScriptedUpstream(clock)
     store = Store(tmp / "ebbtide.db")
     runtime = Runtime(cfg, store, provider, PolicyClock(1.0, clock), clock=clock, upstream=upstream,
@@ -225,8 +236,8 @@ async def run_serve(sc: Scenario, cfg: Config, tmp: Path) -> tuple[dict[str, lis
                 notices[0][0] if notices else float("inf"),
                 min(next_tick.values()),
                 upstream.next_due() - T0,
-                min((at + COLD_S for rid, at in provider.launched_at.items()
-                     if _starting(runtime, rid)), default=float("inf")) - T0,
+                min((provider.due(rid) for rid in provider.launched_at if _starting(runtime, rid)),
+                    default=float("inf")) - T0,
             ]
             t = min(candidates)
             if t >= sc.duration_s:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import ebbtide.sim.fleet as sim_fleet
 import ebbtide.sim.pool as sim_pool
 import ebbtide.sim.run as sim_run
 from ebbtide.core import cost, fairqueue, fleet, queueing, routing
@@ -32,6 +33,8 @@ CORE_NAMES = {
     "plan_fleet",
     "preempt",
     "removal_order",
+    "wake_order",
+    "cheapest_tier",
     "should_overflow",
     "ready_eta_s",
     "ewma",
@@ -66,7 +69,8 @@ def test_policies_registered_in_core_are_the_ones_the_sim_calls(monkeypatch: pyt
 def test_sim_routes_admits_plans_and_bills_with_the_core_functions() -> None:
     assert sim_pool.least_outstanding is routing.least_outstanding
     assert sim_pool.admit is queueing.admit
-    assert sim_pool.plan_fleet is fleet.plan_fleet and sim_pool.preempt is fleet.preempt
+    assert sim_pool.plan_fleet is fleet.plan_fleet and sim_fleet.plan_fleet is fleet.plan_fleet
+    assert sim_fleet.preempt is fleet.preempt
     assert sim_pool.CostLedger is cost.CostLedger and sim_pool.FairQueue is fairqueue.FairQueue
     assert sim_run.should_overflow is queueing.should_overflow
 

@@ -169,6 +169,9 @@ class SimSpec(_Spec):
     initial_replicas: int | None = Field(
         None, ge=0, description="Warm replicas at t=0 (billed from t=0); default scaling.min_replicas."
     )
+    initial_standby: int | None = Field(
+        None, ge=0, description="Standby replicas parked at t=0 (of scaling.standby's tier); default its count."
+    )
     tz: str | None = Field(
         None,
         description="Time zone of --start and of named traffic profiles; default the schedule's, else UTC.",

@@ -5,10 +5,8 @@ Everything that decides lives in ``core/`` and is the code ``serve`` runs: the c
 drain, in which order), admission (``core.queueing.admit``: 429/503 and Retry-After, shedding; the wait
 estimate from the EWMA of slot time), the fair queue (``core.fairqueue``), routing
 (``core.routing.least_outstanding``) and the bill (``core.cost.CostLedger`` at each replica's own price). This
-module only turns those verdicts into events: a started replica becomes ready (or fails) after a modelled cold
-start, a drained one stops when idle or at its deadline, a queued request expires at its deadline (503). A
-standby replica (``Start(..., standby=tier)``) is parked once loaded and paid at its tier's price
-(``replica.standby``); a ``Promote`` wakes it in the tier's ``wake_s`` at the full price again.
+module only turns those verdicts into events: requests are placed, finish or wait, and a queued request expires
+at its deadline (503); the fleet's events (ready, failed, drained, standby parked and woken) are ``sim/fleet.py``.
 """
 
 from __future__ import annotations
@@ -22,20 +20,12 @@ from ebbtide.config.sim import SimSpec
 from ebbtide.core.controller import Controller
 from ebbtide.core.cost import CostLedger, Price
 from ebbtide.core.fairqueue import FairQueue, Queued
-from ebbtide.core.fleet import (
-    CANDIDATE,
-    DEFAULT_VARIANT,
-    Drain,
-    FleetAction,
-    FleetTarget,
-    Promote,
-    Start,
-    plan_fleet,
-    preempt,
-)
+from ebbtide.core.fleet import CANDIDATE, DEFAULT_VARIANT, FleetAction, FleetTarget, Start, plan_fleet
 from ebbtide.core.queueing import QUEUE_TIMEOUT_STATUS, SERVICE_EWMA_WEIGHT, Backlog, admit, ready_eta_s
 from ebbtide.core.routing import least_outstanding
 from ebbtide.core.signals import PoolSignals, ReplicaState
+from ebbtide.core.standby import StandbyWish
+from ebbtide.sim.fleet import DRAINING_S, PARKED_S, READY_S, STARTING_S, SimFleet
 from ebbtide.sim.host import SharedHost
 from ebbtide.sim.replica import Running, ServiceModel, SimReplica
 from ebbtide.sim.shapes import pool_shapes
@@ -46,15 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["SimPool", "Waiting"]
 
 INF = float("inf")
-READY_S, STARTING_S, DRAINING_S = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.DRAINING
-PARKED_S = ReplicaState.STANDBY
 # A queued request: (arrival_s, prompt_tokens, output_tokens, class index, rollout arm or None).
 Waiting = tuple[float, int, int, int, str | None]
 SHADOW_CLASS = "shadow"
-LOST = 502  # still running when its replica was stopped (drain timeout, spot preemption): live sees it fail
 
 
-class SimPool:
+class SimPool(SimFleet):
     def __init__(
         self,
         run: Simulation,
@@ -100,117 +87,11 @@ class SimPool:
         self.rollout: Any = None  # sim.rollout.SimRollout when the pool has a rollout
         n0 = sim.initial_replicas if sim.initial_replicas is not None else spec.scaling.min_replicas
         self.target = replace(self.target, desired=n0)
-        for action in plan_fleet([], self.target, 0.0):
+        parked = self.standby if sim.initial_standby is None else StandbyWish(self.standby.tier, sim.initial_standby)
+        for action in plan_fleet([], replace(self.target, standby=parked), 0.0):
             assert isinstance(action, Start)
             self.actions.append((0.0, action))
             self._start_replica(0.0, action, warm=True)  # a reserve wished for at t=0 is parked from t=0
-
-    # -- fleet -----------------------------------------------------------------------------------------------
-
-    def _reconcile(self, now_s: float) -> None:
-        if self.planned == (self.version, self.target):
-            return
-        self._carry_out(plan_fleet(self.views, self.target, now_s), now_s)
-        self.planned = (self.version, self.target)
-
-    def _carry_out(self, actions: list[FleetAction], now_s: float) -> None:
-        for action in actions:
-            self.actions.append((now_s, action))
-            if isinstance(action, Start):
-                self._start_replica(now_s, action)
-            elif isinstance(action, Promote):
-                self._promote(self.replicas[action.replica_id], now_s)
-            else:
-                self._drain(self.replicas[action.replica_id], action, now_s)
-
-    def _price(self, variant: str, spot: bool) -> Price:
-        key = (variant, spot)
-        if key not in self.prices:
-            self.prices[key] = self.spec.price(variant, spot)
-        return self.prices[key]
-
-    def _start_replica(self, now_s: float, start: Start, warm: bool = False) -> None:
-        self.next_id += 1
-        shape = self.shapes.get(start.variant, self.shapes[DEFAULT_VARIANT])
-        r = SimReplica(f"{self.spec.name}-{self.next_id:05d}", shape.service, now_s, self.run.spread_rng,
-                       start.variant, start.spot, self, start.standby)
-        self.replicas[r.replica_id] = r
-        self.ledger.open(r.replica_id, self._price(start.variant, start.spot), now_s)
-        if start.standby is None:
-            self.capacity += 1
-            self.max_capacity = max(self.max_capacity, self.capacity)
-        self.version += 1
-        if warm and start.standby is not None:
-            self._park(r, now_s)
-        elif warm:
-            r.set_state(READY_S, now_s)
-        else:
-            out = shape.cold.outcome(self.rng)
-            self.clock.push(now_s + out.after_s, self.on_ready if out.ready else self.on_startup_failed, r)
-        r.pos = len(self.views)
-        self.views.append(r.view)
-        if start.spot and self.preempt_rate_per_s > 0:
-            self.clock.push(now_s + self.rng.expovariate(self.preempt_rate_per_s), self.on_preempt, r)
-        if self.host is not None:
-            self._host_update(now_s)
-
-    def _park(self, r: SimReplica, now_s: float) -> None:
-        """A standby replica is loaded: not routed, paid at its tier's price until promoted."""
-        r.set_state(PARKED_S)
-        r.ready_s = now_s if r.ready_s is None else r.ready_s
-        self.ledger.reprice(r.replica_id, self.spec.price(r.variant, False, r.standby), now_s)
-
-    def _promote(self, r: SimReplica, now_s: float) -> None:
-        """Wake a reserve member: a parked one is ready after its tier's wake time, a loading one when loaded."""
-        tier, r.standby = r.standby, None
-        self.promotions += 1
-        self.capacity += 1
-        self.max_capacity = max(self.max_capacity, self.capacity)
-        self.version += 1
-        if r.state is PARKED_S:
-            assert tier is not None
-            self.ledger.reprice(r.replica_id, self._price(r.variant, r.spot), now_s)
-            r.set_state(STARTING_S)
-            self.clock.push(now_s + self.spec.replica.standby.tier(tier).wake_s, self.on_ready, r)
-        else:
-            r.set_state(r.state)  # the view drops the standby tier
-        self.views[r.pos] = r.view
-
-    def _drain(self, r: SimReplica, action: Drain, now_s: float) -> None:
-        if r.state is STARTING_S or r.state is PARKED_S or r.batch == 0:
-            self._stop(r, now_s)
-            return
-        self.capacity -= 1
-        self.version += 1
-        r.set_state(DRAINING_S)
-        self.views[r.pos] = r.view
-        deadline = action.deadline_s if action.deadline_s is not None else now_s + self.spec.replica.drain_timeout_s
-        self.clock.push(deadline, self.on_drain_timeout, r)
-
-    def _stop(self, r: SimReplica, now_s: float, state: ReplicaState = ReplicaState.STOPPED) -> None:
-        if r.state in (READY_S, STARTING_S) and r.standby is None:
-            self.capacity -= 1
-        r.set_state(state)
-        r.stopped_s = now_s
-        self.ledger.close(r.replica_id, now_s)
-        self.version += 1
-        del self.replicas[r.replica_id]
-        self.views = []
-        for live in self.replicas.values():
-            live.pos = len(self.views)
-            self.views.append(live.view)
-        if self.host is not None:
-            self._host_update(now_s)
-
-    def _host_update(self, now_s: float, about_to_serve: SimReplica | None = None) -> None:
-        assert self.host is not None
-        self.host.update(self.replicas.values(), now_s, self._reschedule, about_to_serve)
-
-    def _reschedule(self, r: SimReplica) -> None:
-        nf = r.next_finish_s()
-        if nf < r.scheduled_s:
-            r.scheduled_s = nf
-            self.push(nf, self.on_complete, r)
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -361,47 +242,6 @@ class SimPool:
         self.tick(now_s)
         self.ticks += 1
         self.clock.push(self.ticks * self.spec.scaling.tick_s, self.on_tick, None)
-
-    def on_ready(self, now_s: float, r: SimReplica) -> None:
-        if r.state is not STARTING_S:
-            return
-        woken = r.ready_s is not None  # a promoted standby that was parked (its cold start was counted then)
-        if r.standby is not None:
-            self._park(r, now_s)
-        else:
-            r.set_state(READY_S, now_s)
-        self.views[r.pos] = r.view
-        self.version += 1
-        if self.host is not None:  # loading is over
-            self._host_update(now_s)
-        if not woken:
-            self.cold_starts += 1
-            self.cold_start_total_s += now_s - r.requested_s
-            r.ready_s = now_s
-        self._reconcile(now_s)
-        self._drain_queue(now_s)
-
-    def on_startup_failed(self, now_s: float, r: SimReplica) -> None:
-        if r.state is STARTING_S and r.ready_s is None:
-            self.startup_failures += 1
-            self._stop(r, now_s, ReplicaState.FAILED)
-            self._reconcile(now_s)
-
-    def on_preempt(self, now_s: float, r: SimReplica) -> None:
-        if r.state is READY_S or r.state is STARTING_S:
-            self.preemptions += 1
-            r.preempted = True
-            assert self.spot is not None
-            self._carry_out(preempt(self.views, r.replica_id, self.spot.notice_s, self.target, now_s), now_s)
-
-    def on_drain_timeout(self, now_s: float, r: SimReplica) -> None:
-        if r.state is not DRAINING_S:
-            return
-        reason = "spot preemption" if r.preempted else "drain timeout"
-        for item in r.abort_all():
-            self.run.reject(reason, item[6], item[2], LOST)
-        self.views[r.pos] = r.view
-        self._stop(r, now_s)
 
     def tick(self, now_s: float) -> None:
         epoch = self.run.opt.start_epoch_s
