@@ -40,6 +40,7 @@ class RedisStore:
         self.refused = 0  # fenced writes refused (this gateway was no longer the leader)
         self._outbox: deque[Write] = deque()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flusher at a time (the sync loop and a fence may both flush)
         self._recent: dict[str, deque[dict[str, Any]]] = {"events": deque(maxlen=RECENT_KEPT),
                                                            "decisions": deque(maxlen=RECENT_KEPT),
                                                            "start_phases": deque(maxlen=RECENT_KEPT)}
@@ -58,6 +59,10 @@ class RedisStore:
 
     def flush(self) -> int:
         """Send queued writes in order (worker thread). Stops at the first connection error, keeping the rest."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> int:
         sent = 0
         while True:
             with self._lock:
