@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,8 @@ class Cluster:
         return {r["replica_id"] for r in map(json.loads, rows) if r["state"] not in ("stopped", "failed")}
 
     def requested(self) -> int:
-        return sum(1 for line in self.server.client().lrange("ebbtide:events", 0, -1)
-                   if json.loads(line.partition(" ")[2])["kind"] == "requested")
+        lines = [str(line) for line in self.server.client().lrange("ebbtide:events", 0, -1)]
+        return sum(1 for line in lines if json.loads(line.partition(" ")[2])["kind"] == "requested")
 
 
 @pytest.fixture
@@ -96,12 +96,16 @@ def _loads(gws: list[Any], clients: int = 2, key: str | None = None, max_request
     return [KeyedLoad(g.url, clients, key, max_requests) for g in gws]
 
 
+def _answers(g: Any, code: int, headers: dict[str, str] | None = None) -> Callable[[], bool]:
+    return lambda: http_json(g.url + "/v1/chat/completions", BODY, headers)[0] == code
+
+
 def _create_key(cluster: Cluster, *args: str) -> tuple[str, float]:
     """A key made with the CLI, and how long until every gateway refuses a keyless call (the mirror has it)."""
     key = _cli(cluster.gws.config, cluster.server.url, "keys", "create", "--tenant", "acme", *args).strip()
     t0 = time.monotonic()
     for g in cluster.gws.procs:
-        wait_for(lambda g=g: http_json(g.url + "/v1/chat/completions", BODY)[0] == 401, 30, f"{g.name} has keys")
+        wait_for(_answers(g, 401), 30, f"{g.name} has keys")
     return key, time.monotonic() - t0
 
 
@@ -250,11 +254,11 @@ def test_a_tenant_quota_holds_across_three_gateways_and_a_revocation_reaches_all
     other, _ = _create_key(cluster)
     auth = {"Authorization": f"Bearer {other}"}
     for g in cluster.gws.procs:
-        wait_for(lambda g=g: http_json(g.url + "/v1/chat/completions", BODY, auth)[0] == 200, 30, "the key works")
+        wait_for(_answers(g, 200, auth), 30, "the key works")
     _cli(cluster.gws.config, cluster.server.url, "keys", "revoke", other.split("_")[1])
     revoked_at = time.monotonic()
     for g in cluster.gws.procs:
-        wait_for(lambda g=g: http_json(g.url + "/v1/chat/completions", BODY, auth)[0] == 401, 30, "refused")
+        wait_for(_answers(g, 401, auth), 30, "refused")
     refused_all_s = time.monotonic() - revoked_at
     record_property("revocation_s", round(refused_all_s, 3))
     print(f"revocation refused by all three gateways {refused_all_s:.3f}s after `keys revoke` returned")
