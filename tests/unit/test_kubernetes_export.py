@@ -122,7 +122,8 @@ def test_manifests_validate_strictly(tmp_path: Path, llama_config: Path, autosca
     docs = export(tmp_path, SEED if which == "seed" else llama_config, autoscaler)
     scaler = "HorizontalPodAutoscaler" if autoscaler == "hpa" else "ScaledObject"
     assert sorted(validate(docs)) == sorted(
-        ["Deployment", "Service", "PodDisruptionBudget", scaler, "ConfigMap", "Deployment", "Service"]
+        ["Deployment", "Service", "PodDisruptionBudget", scaler, "ConfigMap", "Deployment", "Service",
+         "PodDisruptionBudget", "PersistentVolumeClaim", "Deployment", "Service"]  # 2 gateways, their PDB, Redis
     )
 
 
@@ -252,3 +253,32 @@ pools:
         (m["external"]["metric"]["name"], m["external"]["target"]["averageValue"])
         for m in hpa["spec"]["metrics"]
     ] == [("ebbtide_inflight", "8"), ("ebbtide_inflight", "2")]
+
+
+def test_several_gateways_share_state_through_the_redis_written_beside_them_or_an_existing_one(
+        tmp_path: Path) -> None:
+    docs = export(tmp_path, SEED, "hpa")
+    gateway = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ebbtide-gateway")
+    assert gateway["spec"]["replicas"] >= 2
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    state = Config.model_validate(yaml.safe_load(config_map["data"]["ebbtide.yaml"])).state
+    assert (state.backend, state.url) == ("redis", "redis://ebbtide-redis.llm.svc:6379/0")
+    redis = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ebbtide-redis")
+    args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes", "API keys live there: a restart must keep them"
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ebbtide-redis")
+    assert service["spec"]["ports"][0]["port"] == 6379
+    out = tmp_path / "existing"
+    result = CliRunner().invoke(cli(), ["export", "kubernetes", "-c", str(SEED), "--out", str(out),
+                                        "--gateway-replicas", "3", "--redis-url", "redis://cache.prod:6379/2"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "redis.yaml").exists()
+    docs = [d for d in yaml.safe_load_all((out / "gateway.yaml").read_text()) if d]
+    validate(docs)
+    assert next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"] == 3
+    config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["ebbtide.yaml"])
+    assert config["state"] == {"backend": "redis", "url": "redis://cache.prod:6379/2"}
+    one = tmp_path / "one"
+    assert CliRunner().invoke(cli(), ["export", "kubernetes", "-c", str(SEED), "--out", str(one),
+                                      "--gateway-replicas", "1"]).exit_code == 0
+    assert not (one / "redis.yaml").exists() and "state:" not in (one / "gateway.yaml").read_text()

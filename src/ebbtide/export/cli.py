@@ -176,8 +176,13 @@ def export_kubernetes(
     autoscaler: Annotated[str, typer.Option("--autoscaler", help="hpa or keda.")] = "hpa",
     namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes namespace.")] = "default",
     image: Annotated[str | None, typer.Option("--image", help="ebbtide image (gateway, llama.cpp).")] = None,
+    gateway_replicas: Annotated[int, typer.Option("--gateway-replicas", min=1, help="Gateway pods; more than "
+                                                  "one share state through Redis.")] = 2,
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="An existing Redis for the gateways' "
+                                                  "shared state (else a Redis Deployment is written).")] = None,
 ) -> None:
-    """Write a Deployment, Service, PodDisruptionBudget and HPA/ScaledObject per pool, plus the gateway."""
+    """Write a Deployment, Service, PodDisruptionBudget and HPA/ScaledObject per pool, plus the gateway (2 replicas
+    sharing state through Redis by default) and the Redis they need."""
     from ebbtide.export.kubernetes.manifests import DEFAULT_IMAGE, ExportError, write_manifests
 
     if autoscaler not in ("hpa", "keda"):
@@ -191,6 +196,8 @@ def export_kubernetes(
             namespace=namespace,
             image=image or DEFAULT_IMAGE,
             where=str(config),
+            gateway_replicas=gateway_replicas,
+            existing_redis=redis_url,
         )
     except ExportError as exc:
         raise _fail(str(exc)) from None

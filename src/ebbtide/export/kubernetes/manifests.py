@@ -19,6 +19,7 @@ import yaml
 
 from ebbtide.config import Config, PoolSpec
 from ebbtide.export.kubernetes.autoscale import adapter_rules, hpa, scaled_object
+from ebbtide.export.kubernetes.redis import redis_objects, redis_url
 
 __all__ = ["DEFAULT_IMAGE", "ENGINE_PORT", "ExportError", "build_manifests", "write_manifests"]
 
@@ -67,8 +68,11 @@ def build_manifests(
     image: str = DEFAULT_IMAGE,
     prometheus_url: str = PROMETHEUS_URL,
     where: str = "config",
+    gateway_replicas: int = 2,
+    existing_redis: str | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """``({file stem: [objects]}, warnings)``."""
+    """``({file stem: [objects]}, warnings)``. With more than one gateway replica the gateways share state through
+    Redis: ``existing_redis`` (a URL), else a Redis written here (``redis.yaml``)."""
     warnings: list[str] = []
     files: dict[str, list[dict[str, Any]]] = {}
     for pool in cfg.pools:
@@ -85,7 +89,12 @@ def build_manifests(
             if scaler is not None:
                 objects.append(scaler)
         files[f"pool-{slug(pool.name)}"] = objects
-    files["gateway"] = _gateway(cfg, namespace, image)
+    shared = None
+    if gateway_replicas > 1 or existing_redis:
+        shared = existing_redis or redis_url(namespace)
+        if not existing_redis:
+            files["redis"] = redis_objects(namespace)
+    files["gateway"] = _gateway(cfg, namespace, image, gateway_replicas, shared)
     return files, warnings
 
 
@@ -97,9 +106,12 @@ def write_manifests(
     namespace: str = "default",
     image: str = DEFAULT_IMAGE,
     where: str = "config",
+    gateway_replicas: int = 2,
+    existing_redis: str | None = None,
 ) -> tuple[list[Path], list[str]]:
     files, warnings = build_manifests(
-        cfg, autoscaler=autoscaler, namespace=namespace, image=image, where=where
+        cfg, autoscaler=autoscaler, namespace=namespace, image=image, where=where,
+        gateway_replicas=gateway_replicas, existing_redis=existing_redis,
     )
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -245,8 +257,9 @@ def _pdb(name: str, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def gateway_config(cfg: Config, namespace: str) -> dict[str, Any]:
-    """The gateway's ebbtide.yaml: each pool forwards to its Service; Kubernetes sets the replica count."""
+def gateway_config(cfg: Config, namespace: str, shared_state: str | None = None) -> dict[str, Any]:
+    """The gateway's ebbtide.yaml: each pool forwards to its Service; Kubernetes sets the replica count. With
+    ``shared_state`` (a Redis URL) every gateway replica shares keys, quotas, signals and decisions there."""
     raw = cfg.model_dump(mode="json", exclude_unset=True)
     for pool, spec in zip(raw["pools"], cfg.pools, strict=True):
         if spec.engine.kind == "openai":
@@ -259,17 +272,20 @@ def gateway_config(cfg: Config, namespace: str) -> dict[str, Any]:
         }  # fmt: skip
     raw.setdefault("gateway", {})["host"] = "0.0.0.0"
     raw["gateway"]["port"] = GATEWAY_PORT
+    if shared_state is not None:
+        raw["state"] = {**raw.get("state", {}), "backend": "redis", "url": shared_state}
     Config.model_validate(raw)
     return raw
 
 
-def _gateway(cfg: Config, namespace: str, image: str) -> list[dict[str, Any]]:
+def _gateway(cfg: Config, namespace: str, image: str, replicas: int, shared_state: str | None,
+             ) -> list[dict[str, Any]]:
     meta = _meta("ebbtide-gateway", namespace, None)
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta,
-        "data": {"ebbtide.yaml": yaml.safe_dump(gateway_config(cfg, namespace), sort_keys=False)},
+        "data": {"ebbtide.yaml": yaml.safe_dump(gateway_config(cfg, namespace, shared_state), sort_keys=False)},
     }
     container = {
         "name": "gateway",
@@ -289,7 +305,7 @@ def _gateway(cfg: Config, namespace: str, image: str) -> list[dict[str, Any]]:
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": _selector(meta),
             "template": {
                 "metadata": {
@@ -307,4 +323,8 @@ def _gateway(cfg: Config, namespace: str, image: str) -> list[dict[str, Any]]:
             },
         },
     }
-    return [config_map, deployment, _service("ebbtide-gateway", meta, GATEWAY_PORT)]
+    objects = [config_map, deployment, _service("ebbtide-gateway", meta, GATEWAY_PORT)]
+    if replicas > 1:  # a node drain never takes every gateway at once
+        objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+                        "spec": {"minAvailable": 1, "selector": _selector(meta)}})
+    return objects
