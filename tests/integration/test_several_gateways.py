@@ -262,3 +262,24 @@ def test_a_tenant_quota_holds_across_three_gateways_and_a_revocation_reaches_all
     refused_all_s = time.monotonic() - revoked_at
     record_property("revocation_s", round(refused_all_s, 3))
     print(f"revocation refused by all three gateways {refused_all_s:.3f}s after `keys revoke` returned")
+
+
+def test_a_gateway_only_follower_serves_but_never_takes_the_lease(cluster: Cluster) -> None:
+    cluster.up(names=("a",))
+    cluster.proxies["b"] = CutProxy(cluster.server.port)
+    follower = cluster.gws.start("b", cluster.proxies["b"].url, "--gateway-only")
+    wait_for(lambda: len(follower.ready()) == 2, 60, "the follower routing to the leader's replicas")
+    assert follower.shared()["may_lead"] is False
+    cluster.gws.procs[0].sigkill()
+    wait_for(lambda: follower.shared()["leader"] is None, 30, "the lease lapsed")
+    with KeyedLoad(follower.url, 2) as load:
+        wait_for(lambda: len(load.codes) >= 20, 60, "the follower serving on its own")
+    assert set(load.codes) == {200}, load.describe()
+    assert cluster.gws.leader() is None, "--gateway-only never leads"
+
+
+def test_gateway_only_needs_the_redis_backend(tmp_path: Path, tiny_gguf_path: Path) -> None:
+    config = write_config(tmp_path / "solo.yaml", tiny_gguf_path)
+    done = subprocess.run([sys.executable, "-m", "ebbtide", "serve", "-c", str(config), "--gateway-only"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--gateway-only needs state: {backend: redis}" in done.stderr
