@@ -70,6 +70,15 @@ def test_dashboard_draws_live_rate_replicas_and_decisions(tmp_path: Path, tiny_g
             assert "scale out" in page.locator("#decisions").inner_text()
             assert page.locator("#events li").count() >= 1
             assert page.locator("canvas").count() >= 5
+            # the replica starts, phase by phase (the pool's first replica at least)
+            wait_for(lambda: _dataset(page, "starts") >= 1, 30, "a timed replica start", interval_s=0.5)
+            header = page.locator("#starts thead").inner_text()
+            assert "weights loaded" in header and "first token" in header
+            first = page.locator("#starts tbody tr").last.inner_text().split()
+            assert first[:3] == ["tiny", "tiny-1", "cold"], first
+            phases = [float(v) for v in first[3:] if v != "-"]
+            assert len(phases) >= 7 and all(v >= 0 for v in phases)
+            assert abs(sum(phases[:-1]) - phases[-1]) < 0.05  # the phases add up to the total shown
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert errors == []

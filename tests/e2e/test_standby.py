@@ -4,8 +4,11 @@ start; a gateway SIGKILLed while a replica is paused leaves no engine behind. Or
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,19 @@ def test_a_scale_out_is_served_by_the_woken_hot_standby_before_any_cold_start(
         # ...and the reserve is refilled in the background, after the promotion.
         assert any(e["kind"] == "requested" and "standby" in e["detail"] for e in log[promoted_at:]), log
         assert worker.status() != psutil.STATUS_STOPPED
+
+        # `ebbtide status` shows the timed starts: the standby's own start (every phase) and its wake.
+        status_cmd = [sys.executable, "-m", "ebbtide", "status", "--url", gw.url, "--state-dir", str(state)]
+        as_json = json.loads(subprocess.run([*status_cmd, "--json"], capture_output=True, text=True, timeout=30,
+                                            check=True).stdout)  # fmt: skip
+        starts = {(s["replica_id"], s["kind"]): s["phases"] for s in as_json["pools"]["tiny"]["starts"]}
+        loaded = starts[(rid, "standby-hot")]
+        assert {"provision", "process_start", "engine_import", "weights_loaded", "health_ok", "first_token"} <= set(
+            loaded), loaded
+        assert set(starts[(rid, "wake-hot")]) == {"wake"}
+        text = subprocess.run([*status_cmd], capture_output=True, text=True, timeout=30, check=True,
+                              env={**os.environ, "COLUMNS": "250"}).stdout
+        assert "replica starts, seconds per phase" in text and "wake-hot" in text and "standby-hot" in text, text
 
 
 def test_a_paused_replica_dies_with_its_lease_when_the_gateway_is_killed(tmp_path: Path, tiny_gguf_path: Path) -> None:

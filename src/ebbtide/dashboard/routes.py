@@ -20,11 +20,13 @@ from aiohttp import web
 
 from ebbtide.core.explain import explain
 from ebbtide.dashboard.series import SeriesSampler, columns
+from ebbtide.serve.control.phases import PHASES
 
 __all__ = ["COOKIE", "dashboard_payload", "dashboard_routes", "install_dashboard"]
 
 COOKIE = "ebbtide_dashboard"
 LIST_LIMIT = 60
+STARTS_LIMIT = 12
 STATIC = {
     "uplot.min.js": "application/javascript",
     "uplot.min.css": "text/css",
@@ -69,11 +71,16 @@ def dashboard_payload(runtime: Any, sampler: SeriesSampler, since: float) -> dic
         {k: e[k] for k in ("at", "pool", "replica_id", "kind", "detail")}
         for e in runtime.store.events(limit=LIST_LIMIT)
     ]
+    starts = [
+        {k: s[k] for k in ("at", "pool", "replica_id", "kind", "phases")}
+        for s in runtime.store.start_phases(limit=STARTS_LIMIT)
+    ]
     slo = runtime.cfg.slo
     return {
         "live": True, "now": wall_now, "policy_now": policy_now, "time_scale": scale,
         "slo": {"latency_p95_s": slo.latency_p95_s, "ttft_p95_s": slo.ttft_p95_s},
         "pools": columns(sampler.since(since)), "decisions": decisions, "events": events,
+        "starts": starts, "phase_names": list(PHASES),
     }
 
 

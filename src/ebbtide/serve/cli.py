@@ -99,7 +99,8 @@ def status(
     state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where `ebbtide serve` keeps its admin token."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Replicas, queue and the last decision of each pool, from the running server's admin API."""
+    """Replicas, queue, the last decision and the timed phases of recent replica starts of each pool, from the
+    running server's admin API."""
     console = Console()
     try:
         state = admin_get(url, state_dir, "/admin/api/state")
@@ -110,17 +111,28 @@ def status(
         console.print_json(json.dumps(state))
         return
     from ebbtide.core.explain import explain
+    from ebbtide.serve.control.phases import PHASE_COLUMNS, phase_rows
 
     for name, pool in state["pools"].items():
-        table = Table(title=f"pool {name}: desired {pool['desired']}, queue {pool['queue_depth']}"
+        standby = pool.get("standby") or {}
+        reserve = f", standby {standby['count']} {standby['tier']}" if standby.get("count") else ""
+        table = Table(title=f"pool {name}: desired {pool['desired']}{reserve}, queue {pool['queue_depth']}"
                       + (" (paused)" if pool["paused"] else ""))
         for col in ("replica", "state", "in flight", "slots", "url"):
             table.add_column(col)
         for r in pool["replicas"]:
-            table.add_row(r["id"], r["state"], str(r["inflight"]), str(r["slots"]), r["url"])
+            tier = f" ({r['standby']})" if r.get("standby") else ""
+            table.add_row(r["id"], r["state"] + tier, str(r["inflight"]), str(r["slots"]), r["url"])
         console.print(table)
         if pool["last_decision"]:
             console.print(f"last decision: {explain(pool['last_decision'])}", highlight=False)
+        if pool.get("starts"):
+            starts = Table(title=f"pool {name}: replica starts, seconds per phase")
+            for col in PHASE_COLUMNS:
+                starts.add_column(col.replace("_", " "), justify="left" if col in ("replica", "start") else "right")
+            for row in phase_rows(pool["starts"]):
+                starts.add_row(*row)
+            console.print(starts)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,8 @@
   const KEEP = 3600;
   const FIELDS = ["t", "pt", "rps", "starting", "ready", "draining", "queue", "inflight",
     "lat_p50", "lat_p95", "ttft_p50", "ttft_p95", "cost_usd", "usd_per_h"];
-  const state = { pools: {}, charts: {}, last: 0, slo: null, timeScale: 1, decisions: [], events: [] };
+  const state = { pools: {}, charts: {}, last: 0, slo: null, timeScale: 1, decisions: [], events: [], starts: [],
+    phaseNames: [] };
   const $ = (sel) => document.querySelector(sel);
 
   function el(tag, cls, text) {
@@ -120,6 +121,29 @@
     document.body.dataset.events = String(state.events.length);
   }
 
+  function drawStarts() {
+    const names = state.phaseNames;
+    $(".starts").hidden = state.starts.length === 0;  // e.g. a saved report: no live starts
+    const head = el("tr");
+    for (const h of ["pool", "replica", "start", ...names, "total"]) {
+      head.appendChild(el("th", null, h.replace(/_/g, " ")));
+    }
+    $("#starts thead").replaceChildren(head);
+    $("#starts tbody").replaceChildren(...state.starts.slice().reverse().map((s) => {
+      const tr = el("tr", s.kind.startsWith("wake") ? "wake" : "");
+      for (const v of [s.pool, s.replica_id, s.kind]) tr.appendChild(el("td", null, v));
+      let total = 0;
+      for (const n of names) {
+        const v = s.phases[n];
+        total += v || 0;
+        tr.appendChild(el("td", "num", v === undefined ? "-" : v.toFixed(2)));
+      }
+      tr.appendChild(el("td", "num", total.toFixed(2)));
+      return tr;
+    }));
+    document.body.dataset.starts = String(state.starts.length);
+  }
+
   function ingest(payload) {
     state.slo = payload.slo;
     state.timeScale = payload.time_scale || 1;
@@ -130,8 +154,11 @@
     }
     state.decisions = payload.decisions || [];
     state.events = payload.events || [];
+    state.starts = payload.starts || [];
+    state.phaseNames = payload.phase_names || [];
     for (const name of Object.keys(state.pools)) drawPool(name);
     drawLists();
+    drawStarts();
     const drawn = document.querySelectorAll(".chart[data-points]:not([data-points='0'])").length;
     document.body.dataset.chartsDrawn = String(drawn);
     if (payload.policy_now && state.timeScale !== 1) {

@@ -24,7 +24,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PHASES", "WORKER_MILESTONES", "format_phases", "phase_durations", "worker_milestones"]
+__all__ = [
+    "PHASES",
+    "PHASE_COLUMNS",
+    "WORKER_MILESTONES",
+    "format_phases",
+    "phase_durations",
+    "phase_rows",
+    "worker_milestones",
+]
 
 PHASES = ("provision", "process_start", "engine_import", "weights_staged", "weights_loaded", "listening",
           "health_ok", "first_token", "wake")  # fmt: skip
@@ -62,3 +70,16 @@ def format_phases(durations: Mapping[str, float]) -> str:
     """``provision 0.01 s · engine_import 0.08 s · ... = 3.40 s`` in the canonical phase order."""
     parts = [f"{name} {durations[name]:.2f} s" for name in PHASES if name in durations]
     return " · ".join(parts) + f" = {sum(durations.values()):.2f} s" if parts else "-"
+
+
+PHASE_COLUMNS = ("replica", "start", *PHASES, "total")
+
+
+def phase_rows(starts: list[dict[str, Any]]) -> list[list[str]]:
+    """Table rows (``PHASE_COLUMNS``) for stored starts (``Store.start_phases``): seconds, "-" where absent."""
+    rows = []
+    for start in starts:
+        phases: dict[str, float] = start["phases"]
+        cells = [f"{phases[name]:.2f}" if name in phases else "-" for name in PHASES]
+        rows.append([str(start["replica_id"]), str(start["kind"]), *cells, f"{sum(phases.values()):.2f}"])
+    return rows

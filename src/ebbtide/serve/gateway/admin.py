@@ -11,9 +11,12 @@ from aiohttp import web
 
 from ebbtide.core.controller import ScaleDecision
 from ebbtide.serve.control.runtime import PoolRuntime, Runtime
+from ebbtide.serve.control.store import StateStore
 from ebbtide.serve.gateway.errors import ApiError
 
 __all__ = ["admin_routes", "decision_dict"]
+
+START_ROWS = 8
 
 
 def decision_dict(d: ScaleDecision) -> dict[str, Any]:
@@ -24,17 +27,20 @@ def decision_dict(d: ScaleDecision) -> dict[str, Any]:
     }
 
 
-def _pool_state(pr: PoolRuntime) -> dict[str, Any]:
+def _pool_state(pr: PoolRuntime, store: StateStore) -> dict[str, Any]:
     return {
         "desired": pr.fleet.desired,
+        "standby": {"tier": pr.fleet.standby.tier, "count": pr.fleet.standby.count},
         "paused": pr.paused,
         "queue_depth": pr.fleet.broker.queue_depth,
         "arrivals_total": pr.arrivals_total,
         "replicas": [
             {"id": r.replica_id, "state": r.state.value, "url": r.base_url, "inflight": r.inflight, "slots": r.slots,
-             "requested_at": r.requested_at, "ready_at": r.ready_at, "variant": r.variant, "spot": r.spot}
+             "requested_at": r.requested_at, "ready_at": r.ready_at, "variant": r.variant, "spot": r.spot,
+             "standby": r.standby or r.parked}
             for r in pr.fleet.replicas.values()
         ],
+        "starts": store.start_phases(pr.spec.name, limit=START_ROWS),  # the newest timed starts, by phase
         "last_decision": decision_dict(pr.last_decision) if pr.last_decision else None,
         "rollout": pr.rollout.summary() if pr.rollout is not None else None,
     }
@@ -64,7 +70,7 @@ def admin_routes(runtime: Runtime, guard: Callable[[web.Request], None]) -> list
 
     async def state(request: web.Request) -> web.Response:
         guard(request)
-        return web.json_response({"pools": {n: _pool_state(p) for n, p in runtime.pools.items()},
+        return web.json_response({"pools": {n: _pool_state(p, runtime.store) for n, p in runtime.pools.items()},
                                   "state": _shared_state(runtime)})
 
     async def decisions(request: web.Request) -> web.Response:
