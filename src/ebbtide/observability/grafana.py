@@ -55,6 +55,11 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               ((f"sum by (pool, direction) (increase(ebbtide_scale_decisions_total{P}[5m]))",
                 "{{pool}} {{direction}}"),)),
         Panel("Cold start P50/P95", "s", _quantiles("ebbtide_cold_start_seconds", "1h")[:2]),
+        Panel("Cold start phases (median, last hour)", "s",
+              (("histogram_quantile(0.5, sum by (pool, phase, le) "
+                f"(rate(ebbtide_cold_start_phase_seconds_bucket{P}[1h])))", "{{pool}} {{phase}}"),),
+              "Where a replica start spends its time: provision, process start, engine import, weights staged, "
+              "weights loaded, listening, health OK, first token; wake for a hot standby."),
         Panel("Retries before first byte/s", "reqps",
               ((f"sum by (pool) (rate(ebbtide_retries_total{P}[{R}]))", "{{pool}}"),)),
         Panel("Fallback share", "percentunit",
