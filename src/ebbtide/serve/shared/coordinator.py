@@ -175,6 +175,7 @@ class Coordinator:
                 self._step_down(f"the lease is held by {r.lease.holder}" if r.lease else "the lease lapsed")
             self.leader = r.lease.holder if r.lease is not None else None
         self._fold_signals(r.signals)
+        self.quota.expire(self.clock.monotonic())  # the gatekeeper's clock: leases are timed on it
         if not self.leads():
             self._follow(r.rows, r.desired)
         else:

@@ -64,7 +64,9 @@ return id
 """
 
 # core/quota.py's check() and settle, on Redis time: a bucket holds a minute's allowance and refills at limit/60
-# per second; a rejection charges nothing; settle moves the token bucket by (used - reserved), capped at full.
+# per second; a rejection charges nothing. An admission may also lease up to ARGV[5] more requests and ARGV[6]
+# more tokens (only what is there): the gateway spends them locally and gives back what it did not use
+# ('refund'). 'settle' moves the token bucket by ARGV[5] (used - reserved). Levels never exceed a full bucket.
 _QUOTA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -77,12 +79,20 @@ end
 local rl, ra, tl, ta
 if rpm > 0 then rl, ra = refill(tonumber(h[1]), tonumber(h[2]), rpm) end
 if tpm > 0 then tl, ta = refill(tonumber(h[3]), tonumber(h[4]), tpm) end
+local function store()
+  if rpm > 0 then redis.call('HSET', KEYS[1], 'rl', tostring(rl), 'ra', tostring(ra)) end
+  if tpm > 0 then redis.call('HSET', KEYS[1], 'tl', tostring(tl), 'ta', tostring(ta)) end
+  redis.call('EXPIRE', KEYS[1], 120)
+end
 if ARGV[4] == 'settle' then
-  if tpm > 0 and h[3] then
-    tl = math.min(tpm, tl - tonumber(ARGV[5]))
-    redis.call('HSET', KEYS[1], 'tl', tostring(tl), 'ta', tostring(ta))
-  end
-  return {'1', '0', ''}
+  if tpm > 0 and h[3] then tl = math.min(tpm, tl - tonumber(ARGV[5])); store() end
+  return {'1', '0', '', '0', '0'}
+end
+if ARGV[4] == 'refund' then
+  if rpm > 0 and h[1] then rl = math.min(rpm, rl + tonumber(ARGV[5])) end
+  if tpm > 0 and h[3] then tl = math.min(tpm, tl + tonumber(ARGV[6])) end
+  if h[1] or h[3] then store() end
+  return {'1', '0', '', '0', '0'}
 end
 local wait, reason = 0, ''
 if rpm > 0 and rl < 1 then wait = (1 - rl) * 60 / rpm; reason = 'over ' .. rpm .. ' requests/min' end
@@ -92,11 +102,18 @@ if tpm > 0 and need > 0 and tl < need then
   local w = (need - tl) * 60 / tpm
   if w > wait then wait = w; reason = 'over ' .. tpm .. ' tokens/min' end
 end
-if reason ~= '' then return {'0', tostring(wait), reason} end
-if rpm > 0 then redis.call('HSET', KEYS[1], 'rl', tostring(rl - 1), 'ra', tostring(ra)) end
-if tpm > 0 then redis.call('HSET', KEYS[1], 'tl', tostring(tl - tokens), 'ta', tostring(ta)) end
-redis.call('EXPIRE', KEYS[1], 120)
-return {'1', '0', ''}
+if reason ~= '' then return {'0', tostring(wait), reason, '0', '0'} end
+local extra_r, extra_t = 0, 0
+if rpm > 0 then
+  extra_r = math.max(0, math.min(tonumber(ARGV[5]), math.floor(rl - 1)))
+  rl = rl - 1 - extra_r
+end
+if tpm > 0 then
+  extra_t = math.max(0, math.min(tonumber(ARGV[6]), math.floor(tl - tokens)))
+  tl = tl - tokens - extra_t
+end
+store()
+return {'1', '0', '', tostring(extra_r), tostring(extra_t)}
 """
 
 
@@ -228,10 +245,17 @@ class RedisState:
 
     # -- tenant quotas ---------------------------------------------------------------------------------------
 
-    def quota(self, tenant: str, rpm: int | None, tpm: int | None, tokens: int) -> tuple[bool, float, str]:
-        ok, wait, reason = self._quota(keys=[self.key("quota", tenant)],
-                                       args=[rpm or 0, tpm or 0, tokens, "admit", 0])
-        return ok == "1", float(wait), reason
+    def quota(self, tenant: str, rpm: int | None, tpm: int | None, tokens: int, lease_requests: int = 0,
+              lease_tokens: int = 0) -> tuple[bool, float, str, int, int]:
+        """Admit one request reserving ``tokens`` and lease up to the extra amounts: ``(allowed, retry_after_s,
+        reason, requests leased, tokens leased)``."""
+        ok, wait, reason, extra_r, extra_t = self._quota(
+            keys=[self.key("quota", tenant)],
+            args=[rpm or 0, tpm or 0, tokens, "admit", lease_requests, lease_tokens])
+        return ok == "1", float(wait), reason, int(float(extra_r)), int(float(extra_t))
 
     def quota_settle(self, tenant: str, tpm: int, delta_tokens: int) -> None:
-        self._quota(keys=[self.key("quota", tenant)], args=[0, tpm, 0, "settle", delta_tokens])
+        self._quota(keys=[self.key("quota", tenant)], args=[0, tpm, 0, "settle", delta_tokens, 0])
+
+    def quota_refund(self, tenant: str, rpm: int, tpm: int, requests: float, tokens: float) -> None:
+        self._quota(keys=[self.key("quota", tenant)], args=[rpm, tpm, 0, "refund", requests, tokens])
