@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Coordinator", "fence_provider", "gateway_id"]
 
+DEAD_KEPT = 50
 STALE_PEER_S = 5.0  # a gateway whose signals are older than this is gone: its queue and in-flight stop counting
 Reporter = Callable[[str, dict[str, Any]], None]
 
@@ -181,6 +182,19 @@ class Coordinator:
         else:
             for pr in self._pools():
                 self.store.put_desired(pr.name, pr.fleet.desired, pr.fleet.variant)
+            self._prune(r.rows)
+
+    def _prune(self, rows: list[dict[str, Any]]) -> None:
+        """The leader keeps the newest ``DEAD_KEPT`` stopped or failed rows per pool (cold-start history)."""
+        dead: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["state"] in ("stopped", "failed"):
+                dead.setdefault(row["pool"], []).append(row)
+        old = [r["replica_id"] for pool_rows in dead.values() for r in pool_rows[:-DEAD_KEPT]]
+        if old:
+            for rid in old:
+                self.store.rows.pop(rid, None)
+            self.store.queue(lambda rs: rs.drop_replicas(old))
 
     def _fold_signals(self, signals: dict[str, dict[str, dict[str, Any]]]) -> None:
         now, alive = self.clock.now(), {self.me}
@@ -216,8 +230,12 @@ class Coordinator:
         if self.token is None:
             return
         self.token, self.belief_until, self.store.term = None, float("-inf"), None
+        now = self.clock.now()
         for pr in self._pools():
             pr.fleet.acting = False
+            for rid in list(pr.fleet.replicas):  # the next leader bills them: never two gateways at once
+                if pr.fleet.ledger.is_open(rid):
+                    pr.fleet.ledger.close(rid, now)
             self.store.add_event(self.clock.now(), pr.name, None, "follower", f"{self.me} stopped leading: {why}")
         self.report("state", {"message": f"state: {self.me} stopped leading: {why}"})
 

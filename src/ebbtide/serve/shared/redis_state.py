@@ -173,9 +173,10 @@ class RedisState:
         rows.sort(key=lambda r: (r["requested_at"], r["replica_id"]))
         return rows
 
-    def drop_replicas(self, replica_ids: list[str]) -> None:
+    def drop_replicas(self, replica_ids: list[str]) -> bool:
         if replica_ids:
             self.client.hdel(self.key("replicas"), *replica_ids)
+        return True
 
     def next_replica_number(self) -> int:
         return int(self.client.incr(self.key("replica", "seq")))

@@ -50,6 +50,10 @@ class RedisStore:
 
     # -- writes (queued) -----------------------------------------------------------------------------------
 
+    def queue(self, write: Write) -> None:
+        """Send ``write`` with the next flush, after everything queued before it."""
+        self._queue(write)
+
     def _queue(self, write: Write) -> None:
         with self._lock:
             self._outbox.append(write)
