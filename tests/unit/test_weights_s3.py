@@ -19,7 +19,7 @@ from ebbtide.weights import (
     WeightsCache,
     stage_weights,
 )
-from ebbtide.weights.s3_fetch import S3Fetcher
+from ebbtide.weights.s3_fetch import S3Fetcher, transfer_settings
 
 BUCKET = "weights-unit"
 
@@ -51,7 +51,7 @@ def test_stages_with_the_objects_checksum_in_parallel_parts_then_hits(
 ) -> None:
     digest = s3.put(BUCKET, "tiny.gguf", tiny_gguf_path)
     cache = WeightsCache(tmp_path)
-    fetcher, log = _fetcher(s3, "tiny.gguf", part_bytes=64 * 1024, concurrency=4)
+    fetcher, log = _fetcher(s3, "tiny.gguf", part_bytes=64 * 1024, concurrency=4, single_get=False)
     staged = stage_weights(fetcher.source, cache=cache, fetcher=fetcher)
     assert staged.report.sha256 == digest and not staged.report.cache_hit
     assert staged.path.read_bytes() == tiny_gguf_path.read_bytes()
@@ -61,6 +61,25 @@ def test_stages_with_the_objects_checksum_in_parallel_parts_then_hits(
     again = stage_weights(fetcher.source, cache=cache, fetcher=fetcher)
     assert again.report.cache_hit and len(log.ranges) == -(-size // (64 * 1024))  # no GET the second time
     again.hold.close()
+
+
+def test_a_loopback_endpoint_gets_the_object_in_one_streamed_get(
+    tmp_path: Path, s3: LocalS3, tiny_gguf_path: Path
+) -> None:
+    digest = s3.put(BUCKET, "one.gguf", tiny_gguf_path)
+    fetcher, log = _fetcher(s3, "one.gguf", part_bytes=64 * 1024, concurrency=4)  # parts would be many
+    assert tiny_gguf_path.stat().st_size > 64 * 1024 and fetcher.single_get(tiny_gguf_path.stat().st_size)
+    staged = stage_weights(fetcher.source, cache=WeightsCache(tmp_path), fetcher=fetcher)
+    assert staged.report.sha256 == digest and staged.path.read_bytes() == tiny_gguf_path.read_bytes()
+    assert log.ranges == [None]  # one GET, no Range
+    staged.hold.close()
+
+
+def test_part_size_and_concurrency_come_from_the_environment() -> None:
+    assert transfer_settings({"EBBTIDE_S3_PART_MB": "16", "EBBTIDE_S3_CONCURRENCY": "3"}) == (16 << 20, 3)
+    assert transfer_settings({}) == (64 << 20, 8)
+    with pytest.raises(PermanentFetchError, match="EBBTIDE_S3_CONCURRENCY = '0'"):
+        transfer_settings({"EBBTIDE_S3_CONCURRENCY": "0"})
 
 
 def test_stages_with_the_sha256_metadata(tmp_path: Path, s3: LocalS3, tiny_gguf_path: Path) -> None:
