@@ -128,12 +128,14 @@ class Coordinator:
         self.runtime = runtime
         runtime.coordinator = self
 
-    async def start(self) -> None:
-        """After ``runtime.start()``: every fleet follows until this gateway holds the lease."""
+    async def start(self, run_loop: bool = True) -> None:
+        """After ``runtime.start()``: every fleet follows until this gateway holds the lease. ``run_loop`` False:
+        the caller runs :meth:`sync_once` itself (a test on a hand-moved clock)."""
         for pr in self._pools():
             pr.fleet.acting = False
         await self.sync_once()
-        self._task = asyncio.ensure_future(self._run())
+        if run_loop:
+            self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
         while True:
