@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from ebbtide.config.sim import FixedColdStart, PhasedColdStart
+from ebbtide.config.sim import FixedColdStart, PhasedColdStart, PipelineColdStart
 from ebbtide.sim.clock import EventClock
-from ebbtide.sim.coldstart import ColdStartModel
+from ebbtide.sim.coldstart import ColdStartModel, pipeline_phases_s
 from ebbtide.sim.replica import ServiceModel, SimReplica
 from ebbtide.sim.results import N_BUCKETS, Results, percentile
 from ebbtide.sim.traffic import BusinessHours, poisson_pieces
@@ -125,6 +125,27 @@ def test_cold_start_phases_range_timeout_and_failures() -> None:
     assert (out.after_s, out.ready) == (600, False) and "600" in out.reason
     doomed = ColdStartModel(FixedColdStart(seconds=60), failure_probability=1.0)
     assert all(not (o := doomed.outcome(rng)).ready and 0 <= o.after_s <= 60 for _ in range(20))
+
+
+def test_a_pipeline_cold_start_is_its_phases_from_the_cited_bandwidths() -> None:
+    spec = PipelineColdStart.model_validate({})  # seed 003's phases for 141 GB, provision = seed 000's rest
+    rng = random.Random(2)
+    for _ in range(300):
+        p = pipeline_phases_s(spec, rng)
+        assert 140 <= p["provision"] <= 270 and 10 <= p["warmup"] <= 30
+        assert 141 / 4.7 <= p["fetch"] <= 141 / 2.35 and 141 / 2.35 <= p["load"] <= 141 / 1.17
+        local = pipeline_phases_s(spec, rng, from_disk=True)
+        assert local["provision"] == 0 and 141 / 4.7 * 0.3 <= local["fetch"] <= 141 / 2.35 * 0.5
+    model = ColdStartModel(spec)
+    samples = [model.sample_s(rng) for _ in range(2000)]
+    assert 240 <= min(samples) and max(samples) <= 480  # seed 000's 4-8 minutes end to end
+    assert 300 < model.mean_s < 400
+    staged = ColdStartModel(spec.model_copy(update={"staged": True}))
+    assert staged.mean_s < model.mean_s - 15  # NVMe: 50-70% off a ~45 s fetch
+    with pytest.raises(ValueError, match=r"local_speedup = \[0.5, 1.0\]"):
+        PipelineColdStart.model_validate({"local_speedup": [0.5, 1.0]})
+    with pytest.raises(ValueError, match=r"load_gb_per_s = \[0.0, 2.0\]"):
+        PipelineColdStart.model_validate({"load_gb_per_s": [0, 2]})
 
 
 def test_percentile_counts_rejections_as_misses() -> None:

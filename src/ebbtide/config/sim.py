@@ -16,6 +16,7 @@ __all__ = [
     "EmpiricalColdStart",
     "FixedColdStart",
     "PhasedColdStart",
+    "PipelineColdStart",
     "RooflineService",
     "SeedAssumedService",
     "ServiceSpec",
@@ -109,6 +110,49 @@ class PhasedColdStart(_Spec):
         return self
 
 
+def _range(name: str, value: tuple[float, float], positive: bool = False) -> None:
+    low, high = value
+    if not (low > 0 if positive else low >= 0) or high < low:
+        raise ValueError(f"{name} = [{low}, {high}]: must be {'0 <' if positive else '0 <='} low <= high")
+
+
+class PipelineColdStart(_Spec):
+    """A cold start as its phases, each uniform in its range: provision the node, fetch the weights at a
+    bandwidth (from object storage, or from the node's disk when staged), load them onto the GPUs at a bandwidth,
+    warm up. Defaults: seed 003's phases for a 140 GB model (REFERENCES.md); ``provision_s`` is what remains of
+    seed 000's 4-8 minutes end to end after them (instance start, image pull, engine process)."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    weights_gb: float = Field(141.0, gt=0, description="Weights to fetch and load, GB (Llama 3 70B FP16: 141).")
+    provision_s: tuple[float, float] = Field(
+        (140.0, 270.0), description="Node and process start, s (seed 000's 240-480 s minus seed 003's phases)."
+    )
+    fetch_gb_per_s: tuple[float, float] = Field(
+        (2.35, 4.7), description="Object storage → RAM, GB/s (seed 003: 30-60 s for 140 GB)."
+    )
+    staged: bool = Field(False, description="The weights are already on the node's disk (fetched at local speed).")
+    local_speedup: tuple[float, float] = Field(
+        (0.5, 0.7), description="Local NVMe is this much faster than object storage (seed 003: 50-70%)."
+    )
+    load_gb_per_s: tuple[float, float] = Field(
+        (1.17, 2.35), description="RAM → GPU, GB/s (seed 003: 60-120 s for 140 GB)."
+    )
+    warmup_s: tuple[float, float] = Field(
+        (10.0, 30.0), description="Kernels, KV cache, first token (seed 003: 10-30 s)."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PipelineColdStart:
+        _range("provision_s", self.provision_s)
+        _range("warmup_s", self.warmup_s)
+        for name in ("fetch_gb_per_s", "load_gb_per_s"):
+            _range(name, getattr(self, name), positive=True)
+        low, high = self.local_speedup
+        if not 0 <= low <= high < 1:
+            raise ValueError(f"local_speedup = [{low}, {high}]: must be 0 <= low <= high < 1")
+        return self
+
+
 class UniformColdStart(_Spec):
     kind: Literal["uniform"] = "uniform"
     low_s: float = Field(ge=0, description="Shortest cold start, seconds.")
@@ -132,7 +176,7 @@ class EmpiricalColdStart(_Spec):
 
 
 ColdStartSpec = Annotated[
-    Union[PhasedColdStart, UniformColdStart, FixedColdStart, EmpiricalColdStart],  # noqa: UP007
+    Union[PhasedColdStart, PipelineColdStart, UniformColdStart, FixedColdStart, EmpiricalColdStart],  # noqa: UP007
     Field(discriminator="kind"),
 ]
 
@@ -202,4 +246,6 @@ class VariantSimSpec(_Spec):
     cold_start: ColdStartSpec | None = Field(None, description="Cold start model; unset = the pool's.")
 
 
-SIM_UNION_TAGS = frozenset({"seed_assumed", "table", "roofline", "phases", "uniform", "fixed", "empirical"})
+SIM_UNION_TAGS = frozenset(
+    {"seed_assumed", "table", "roofline", "phases", "pipeline", "uniform", "fixed", "empirical"}
+)
