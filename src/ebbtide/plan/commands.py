@@ -143,7 +143,7 @@ def _write_compare_out(out: Path, result: dict[str, Any], cmp: Any, scn: Any) ->
             writer.writerows(result["per_day"])
         written.append(path)
     if cmp is not None:
-        from ebbtide.plan.plot import plot_comparison
+        from ebbtide.plots.compare import plot_comparison
 
         written.append(plot_comparison(cmp, scn.options.start_epoch_s, scn.tz, out / "compare.png"))
     return written

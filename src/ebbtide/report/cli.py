@@ -29,7 +29,7 @@ def report(
     out.write_text(render_html(payload))
     console.print(f"wrote {out}")
     if png:
-        from ebbtide.report.plots import plot_pools
+        from ebbtide.plots.report import plot_pools
 
         for path in plot_pools(payload, out.with_suffix("")):
             console.print(f"wrote {path}")

@@ -132,7 +132,7 @@ def _cell(column: str, value: float) -> str:
 
 
 def write_outputs(sim: Simulation, out_dir: Path, tz: str) -> list[Path]:
-    from ebbtide.sim.plots import plot_all  # matplotlib only when plots are asked for
+    from ebbtide.plots.twin import plot_all  # matplotlib only when plots are asked for
 
     out_dir.mkdir(parents=True, exist_ok=True)
     timeline = out_dir / "timeline.csv"
