@@ -35,6 +35,8 @@ from ebbtide.config.sim import SIM_UNION_TAGS
 from ebbtide.config.state import StateSpec
 from ebbtide.core.controller import Controller, ScalingRules
 from ebbtide.core.policies import POLICY_SPECS, PolicySpec
+from ebbtide.core.policies.predictive import PredictivePolicy
+from ebbtide.core.standby import TierOffer
 
 __all__ = [
     "CandidateSpec",
@@ -232,4 +234,16 @@ def build_controller(pool: PoolSpec) -> Controller:
     rules = ScalingRules(s.min_replicas, s.max_replicas, s.scale_out_cooldown_s, s.scale_in_cooldown_s,
                          s.scale_to_zero_after_s)
     specs: list[PolicySpec] = list(s.policies)
-    return Controller(pool.name, rules, [spec.build() for spec in specs])
+    policies = [spec.build() for spec in specs]
+    for policy in policies:  # a predictive policy with standby: auto chooses among the pool's tiers
+        if isinstance(policy, PredictivePolicy):
+            policy.standby_offers = tier_offers(pool)
+    return Controller(pool.name, rules, policies)
+
+
+def tier_offers(pool: PoolSpec) -> tuple[TierOffer, ...]:
+    """The pool's standby tiers as offers: price per replica-hour (unset: the replica's) and wake time."""
+    return tuple(
+        TierOffer(name, tier.hourly_usd if tier.hourly_usd is not None else pool.replica.hourly_usd, tier.wake_s)
+        for name, tier in (("hot", pool.replica.standby.hot), ("warm", pool.replica.standby.warm))
+    )

@@ -55,9 +55,10 @@ def _hot_tier() -> StandbyTierSpec:
 
 def _warm_tier() -> StandbyTierSpec:
     # A stopped instance with the weights on its local NVMe (an EC2 warm pool): only its disk is paid while
-    # stopped. Waking = boot + load from local disk, no download; 150 s is seed 003's load phases with local NVMe
-    # 50-70% faster than object storage (storage->RAM 9-30 s, RAM->GPU 60-120 s, init 10-30 s) plus a boot.
-    return StandbyTierSpec(hourly_usd=0.1, wake_s=150.0)
+    # stopped (141 GB at ~$0.08/GB-month ≈ $0.02/h). Waking = instance start (assumed 30-90 s) + seed 003's
+    # phases from local disk (NVMe 50-70% faster: 9-30 s, RAM→GPU 60-120 s, init 10-30 s): 109-270 s, mid 190
+    # (plan/standby.py derives it for any model).
+    return StandbyTierSpec(hourly_usd=0.02, wake_s=190.0)
 
 
 class StandbyTiersSpec(_Spec):
@@ -69,7 +70,7 @@ class StandbyTiersSpec(_Spec):
     warm: StandbyTierSpec = Field(
         default_factory=_warm_tier,
         description="Weights staged on the node's disk, no engine: waking starts it from local disk. Default wake "
-        "150 s, $0.10/h (a stopped instance's disk).",
+        "190 s, $0.02/h (a stopped instance's disk: seed 003's 70B from local NVMe).",
     )
 
     def tier(self, name: str) -> StandbyTierSpec:

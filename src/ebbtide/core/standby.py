@@ -34,6 +34,7 @@ __all__ = [
     "TierName",
     "TierOffer",
     "cheapest_tier",
+    "choose_standby",
     "tier_rank",
 ]
 
@@ -94,3 +95,10 @@ def cheapest_tier(offers: Sequence[TierOffer], lead_s: float) -> TierOffer | Non
     """The cheapest tier that wakes within ``lead_s`` (ties: the faster one); None when none does."""
     fits = [o for o in offers if o.tier != COLD and o.wake_s <= lead_s]
     return min(fits, key=lambda o: (o.hourly_usd, o.wake_s, tier_rank(o.tier)), default=None)
+
+
+def choose_standby(offers: Sequence[TierOffer], budget_s: float, count: int, active: bool) -> StandbyWish:
+    """A policy's reserve: ``count`` replicas of the cheapest tier that wakes within ``budget_s`` while
+    ``active`` (the forecast asks for replicas); none when inactive or when no tier wakes that fast."""
+    best = cheapest_tier(offers, budget_s) if active and count > 0 else None
+    return StandbyWish(best.tier, count) if best is not None else StandbyWish(COLD, 0)

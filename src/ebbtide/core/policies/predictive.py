@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 
 from ebbtide.core.policies.base import PolicySpec, Recommendation, TimeZone
 from ebbtide.core.signals import PoolSignals
+from ebbtide.core.standby import StandbyWish, TierOffer, choose_standby
 
 __all__ = ["PredictivePolicy", "PredictiveSpec", "PredictiveState", "slot_of"]
 
@@ -69,6 +70,15 @@ class PredictiveSpec(PolicySpec):
         le=DAY_S,
         description="Keep a running replica the forecast needs again within lead time + this (default: the "
         "lead time: a restart costs a cold start); replicas are started only for [now, now + lead time].",
+    )
+    standby: Literal["off", "auto"] = Field(
+        "off",
+        description="auto: keep standby_count replicas in the cheapest tier of replica.standby that serves within "
+        "standby_budget_s, while the forecast asks for replicas (none when it asks for none).",
+    )
+    standby_count: int = Field(1, ge=0, le=16, description="Reserve size with standby: auto.")
+    standby_budget_s: float = Field(
+        15.0, gt=0, description="How soon a reserve member must serve (5% of a 5-minute window: a P95 SLO)."
     )
     fallback: Literal["reactive", "none"] = Field(
         "reactive", description="With no history for the forecast window: last bucket's rate, or no opinion."
@@ -116,6 +126,7 @@ class PredictivePolicy:
         self.spec = spec
         self.name = "predictive"
         self._tz = ZoneInfo(spec.tz)
+        self.standby_offers: tuple[TierOffer, ...] = ()  # the pool's tiers, set by config.build_controller
         self._slots = 7 * DAY_S // spec.bucket_s
 
     def initial_state(self) -> PredictiveState:
@@ -126,7 +137,15 @@ class PredictivePolicy:
     ) -> tuple[Recommendation, PredictiveState]:
         state = self.observe(signals.arrivals_total, state, now_s)
         lead_s = self.lead_s(signals)
-        return self._recommend(state, signals, now_s, lead_s), state
+        rec = self._recommend(state, signals, now_s, lead_s)
+        if self.spec.standby == "auto":
+            rec = replace(rec, standby=self.standby_wish(rec))
+        return rec, state
+
+    def standby_wish(self, rec: Recommendation) -> StandbyWish:
+        """The reserve for ``standby: auto``: the cheapest tier waking within the budget, while replicas are asked."""
+        return choose_standby(self.standby_offers, self.spec.standby_budget_s, self.spec.standby_count,
+                              active=bool(rec.desired))
 
     def lead_s(self, signals: PoolSignals) -> float:
         """The configured lead time if set explicitly, else the driver's measured p90 cold start, else the default."""
