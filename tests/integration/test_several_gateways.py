@@ -283,3 +283,9 @@ def test_gateway_only_needs_the_redis_backend(tmp_path: Path, tiny_gguf_path: Pa
     done = subprocess.run([sys.executable, "-m", "ebbtide", "serve", "-c", str(config), "--gateway-only"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--gateway-only needs state: {backend: redis}" in done.stderr
+    nowhere = _config(tmp_path, tiny_gguf_path)  # its url names port 1: nothing listens there
+    done = subprocess.run([sys.executable, "-m", "ebbtide", "serve", "-c", str(nowhere), "--state-dir",
+                           str(tmp_path / "s")], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "EBBTIDE_REDIS_URL"} | {"COLUMNS": "300"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "state.url = redis://127.0.0.1:1/0: cannot reach Redis" in done.stdout + done.stderr
