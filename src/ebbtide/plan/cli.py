@@ -32,6 +32,7 @@ from ebbtide.plan.sizing import (
     kv_bytes_per_token,
     resolve_model,
 )
+from ebbtide.plan.standby import cold_start_lines
 
 __all__ = ["plan_app", "register"]
 
@@ -120,6 +121,8 @@ def _render(req: PlanRequest, verdict: Verdict, catalog: Catalog, top: int) -> s
         lines.append("  fp8/int8/int4-awq change the model's outputs: evaluate quality on your own prompts.")
         if any(o.price_note.startswith("ESTIMATE") for o in verdict.alternatives[:top]):
             lines.append("  ~ price is an estimate (see hardware.yaml), not a list price.")
+    hourly = named[req.price_name].hourly_usd.value if req.price_name in named else spec.hourly_usd.value
+    lines += ["", *cold_start_lines(fit.weight_bytes, hourly)]
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""``ebbtide plan compare``: the user's policy, six baselines and the oracle on the same traffic and seed.
+"""``ebbtide plan compare``: the user's policy, six baselines and the oracle on the same traffic and seed; a pool
+that keeps a standby is also run with the other standby tiers ("cold only", "warm standby", "hot standby").
 
 Every variant is a twin run of the user's pool with only its policies swapped (``plan/baselines.py``), so
 the differences are the policies'. The oracle (``plan/oracle.py``) is computed from the same arrivals.
@@ -22,6 +23,7 @@ from ebbtide.core.cost import Price
 from ebbtide.plan.baselines import baselines, with_predictive_lead
 from ebbtide.plan.oracle import Oracle, SloThroughput, arrivals_of, oracle, slo_throughput
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
+from ebbtide.plan.standby import standby_variants
 from ebbtide.sim.scenario import window_json
 from ebbtide.sim.unforecast import UnforecastTraffic
 
@@ -108,7 +110,13 @@ def variants_for(scn: Scenario, thr_rps: float) -> list[Variant]:
     """The user's pool ("yours") then the baselines; the twin sets unset predictive lead times to its p90."""
     lead = cold_start_quantile_s(scn.cold, 0.9)
     label = f"yours ({scn.config_path.name})" if scn.config_path is not None else "yours (embedded default)"
-    return [Variant(label, with_predictive_lead(scn.pool, lead)), *baselines(scn.pool, scn.tz, thr_rps, lead)]
+    yours = Variant(label, with_predictive_lead(scn.pool, lead))
+    return [yours, *_tiers(yours), *baselines(scn.pool, scn.tz, thr_rps, lead)]
+
+
+def _tiers(yours: Variant) -> list[Variant]:
+    """A pool that keeps a standby is also run with the other tiers (cold only, warm, hot), same policy."""
+    return standby_variants(yours.pool, "yours") if yours.pool.scaling.standby.wish().wanted else []
 
 
 def _oracle_json(o: Oracle, days: float) -> dict[str, Any]:

@@ -116,10 +116,10 @@ def cold_start_lines(weights_bytes: float, instance_usd_per_h: float, window_s: 
     if best is None:
         lines.append("  No tier wakes that fast: start capacity ahead of the forecast (predictive).")
     else:
-        lines.append(
-            f"  Cheapest tier that buys the SLO: {best.tier} (${best.hourly_usd:g}/h per replica kept); warm and "
-            "cold only help when started ahead. `ebbtide plan compare` measures each on your traffic."
-        )
+        lines += [
+            f"  Cheapest tier that buys the SLO: {best.tier} (${best.hourly_usd:g}/h per replica kept); warm and cold",
+            "  only help when started ahead. `ebbtide plan compare` measures each tier on your traffic.",
+        ]
     return lines
 
 

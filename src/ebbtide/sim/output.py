@@ -55,6 +55,7 @@ def summary(sim: Simulation, wall_s: float | None = None) -> dict[str, Any]:
         "cold_start_mean_s": _r(cold_total_s / cold_starts, 1) if cold_starts else None,
         "startup_failures": sum(p.startup_failures for p in sim.pools),
         "preemptions": sum(p.preemptions for p in sim.pools),
+        "promotions": sum(p.promotions for p in sim.pools),  # standby replicas woken (not cold starts)
         "fallbacks": sim.fallbacks,
         "scale_outs": sum(1 for m in res.marks if m.kind == "out"),
         "scale_ins": sum(1 for m in res.marks if m.kind == "in"),
