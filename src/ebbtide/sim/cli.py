@@ -137,10 +137,16 @@ def _sec(v: float | None) -> str:
 
 
 def calibrate(
-    url: str = typer.Option(
-        ..., help="Base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8081"
+    url: str | None = typer.Option(
+        None, help="Base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8081"
     ),
     out: Path = typer.Option(..., help="Where to write the table (JSON)."),
+    cold_starts: int = typer.Option(
+        0, "--cold-starts", min=0, max=100,
+        help="Instead: start the pool's replica N times here and record each start's phases (needs --config).",
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="ebbtide.yaml (with --cold-starts)."),
+    pool: str | None = typer.Option(None, "--pool", help="Pool to start (default: the first)."),
     max_concurrency: int = typer.Option(4, min=1, max=256, help="Sweep concurrency 1..N."),
     requests_per_level: int = typer.Option(
         8, min=1, help="Streaming requests measured per concurrency level."
@@ -151,10 +157,16 @@ def calibrate(
     timeout_s: float = typer.Option(300.0, min=1, help="Per-request timeout."),
 ) -> None:
     """Measure TTFT and time per output token at concurrency 1..N; `simulate` loads the table
-    (sim.service.kind: table)."""
+    (sim.service.kind: table). With --cold-starts N: time N real starts of a pool's replica, phase by phase."""
     import asyncio
 
     from ebbtide.sim.calibrate import CalibrationError, CalibrationPlan, run_calibration
+
+    if cold_starts:
+        _calibrate_starts(config, pool, cold_starts, out)
+        return
+    if url is None:
+        raise typer.BadParameter("give --url (a service sweep) or --cold-starts N with --config")
 
     plan = CalibrationPlan(
         url, max_concurrency, requests_per_level, prompt_tokens, max_tokens, model, timeout_s
@@ -171,6 +183,34 @@ def calibrate(
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"wrote {out}")
+
+
+def _calibrate_starts(config: Path | None, pool_name: str | None, count: int, out: Path) -> None:
+    import asyncio
+    import tempfile
+
+    from ebbtide.config import ConfigError, load_config
+    from ebbtide.sim.calibrate_starts import record_starts, starts_table
+
+    console = Console(stderr=True)
+    if config is None:
+        raise typer.BadParameter("--cold-starts needs --config (the pool whose replica is started)")
+    try:
+        cfg = load_config(config)
+        spec = cfg.pool(pool_name) if pool_name else cfg.pools[0]
+    except (ConfigError, KeyError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    with tempfile.TemporaryDirectory(prefix="ebbtide-calibrate-") as state:
+        try:
+            starts = asyncio.run(record_starts(spec, count, Path(state), lambda m: console.print(m, highlight=False)))
+        except RuntimeError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    table = starts_table(spec.name, starts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=2) + "\n")
+    console.print(f"median phases: {table['median_s']}; total {table['total_median_s']} s -> {out}")
 
 
 def register(app: typer.Typer) -> None:
