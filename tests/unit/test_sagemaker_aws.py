@@ -123,6 +123,7 @@ def test_seed_wednesday_round_trips(aws: AwsClients, tmp_path: Path) -> None:
         "slots": 256,
         "tensor_parallel": 8,
         "command": "vllm",
+        "sleep_mode": False,
     }
     assert result.notes == []
 
