@@ -161,3 +161,36 @@ def test_lost_worker_node_replica_is_failed_and_replaced_on_head(nodes: LocalRay
         for _ in range(4):
             status, body = http_json(gw.url + "/v1/chat/completions", {**CHAT_BODY, "max_tokens": 8})
             assert status == 200, body
+
+
+async def test_a_hot_standby_is_paused_and_resumed_through_its_actor(nodes: LocalRayCluster, tiny_gguf_path: Path,
+                                                                     tmp_path: Path) -> None:
+    cfg_path = ray_config(tmp_path / "c.yaml", tiny_gguf_path, nodes, ray={"num_cpus": 1},
+                          replica={"startup_timeout_s": 60})
+    cfg: Config = load_config(cfg_path)
+    pool = cfg.pools[0]
+    engine = build_engine(pool.engine)
+    assert isinstance(cfg.provider, RayProviderSpec)
+    provider = RayProvider(cfg.provider, tmp_path)
+    replica: Launched | None = None
+    try:
+        replica = await provider.launch(pool, engine, "tiny-hot")
+        server = psutil.Process(int(replica.handle["server_pid"]))
+        async with aiohttp.ClientSession() as session:
+            await until_ready(provider, engine, session, replica, 60)
+            phases = await provider.phases(replica)  # written by the worker next to its lease on that node
+            assert phases is not None and phases["spawned"] <= phases["started"] <= phases["weights_loaded"]
+            await provider.pause(replica)
+            wait_for(lambda: server.status() == psutil.STATUS_STOPPED, 10, "the server stopped (SIGSTOP)")
+            assert await provider.alive(replica)  # a paused server is alive: the fleet keeps it as standby
+            await provider.resume(replica)
+            await until_ready(provider, engine, session, replica, 30)
+            assert server.status() != psutil.STATUS_STOPPED
+            await provider.pause(replica)
+            wait_for(lambda: server.status() == psutil.STATUS_STOPPED, 10, "paused again")
+        await provider.terminate(replica, 3.0)  # SIGTERM, then SIGCONT so that a paused server acts on it
+        assert not psutil.pid_exists(server.pid) or _zombie(server.pid)
+    finally:
+        if replica is not None:
+            await provider.terminate(replica, 1.0)
+        await provider.close()
