@@ -71,6 +71,12 @@ def policy(**kw: object) -> PredictivePolicy:
     return PredictiveSpec.model_validate({**base, **kw}).build()
 
 
+def plain(**kw: object) -> PredictivePolicy:
+    """The forecast alone: each slot the median of itself and one neighbour either side, no hold after a busy
+    minute (the defaults add margin at bucket edges; tests/unit/test_predictive_guard.py covers them)."""
+    return policy(**{"smooth_buckets": 1, "smooth_quantile": 0.5, "hold_s": 0, **kw})
+
+
 def test_the_issue_config_shape_loads_through_the_config() -> None:
     policies = yaml.safe_load(
         "- {kind: predictive, capacity_per_replica_rps: 10, lead_time_s: 480, bucket_s: 900, "
@@ -98,7 +104,7 @@ def test_learns_a_week_then_scales_out_one_lead_time_before_the_step() -> None:
     """After one week every slot is known: the 12:00 step (30 req/s → 3 replicas) is asked for when 12:00
     enters the window [now, now + 480 s], i.e. from 11:52:00 on, and not one tick earlier."""
     rate = noon_step(UTC)
-    tl = Timeline(policy(), at("2028-03-01 00:00"))  # a Wednesday
+    tl = Timeline(plain(), at("2028-03-01 00:00"))  # a Wednesday
     tl.run_until(at("2028-03-08 11:00"), rate)
     assert all(tl.state.seen)
     assert tl.state.profile[2 * 96 + 48] == pytest.approx(30.0)  # Wednesday 12:00
@@ -127,19 +133,25 @@ def test_demand_is_the_peak_minute_of_a_bucket_not_its_mean() -> None:
 
 def test_headroom_is_the_quantile_of_recent_forecast_errors() -> None:
     """Week 1 at 40 req/s, week 2 at 50: each bucket misses by 10/40 = 25%; the profile moves halfway (45),
-    and the ask is ceil(45 × 1.25 / 10) = 6 instead of ceil(45 / 10) = 5."""
+    and the ask is ceil(45 × 1.25 / 10) = 6 instead of ceil(45 / 10) = 5 (each slot alone, no bias guard). With
+    the bias guard (default) the last 4 buckets also ran 25 % above their forecast, so the level is scaled by
+    50 / 40 as well: ceil(45 × 1.25 × 1.25 / 10) = 8."""
 
     def two_weeks(t: float) -> float:
         return 40.0 if t < at("2028-03-08 00:00") else 50.0
 
-    tl = Timeline(policy(), at("2028-03-01 00:00"))
+    def ask(pol: PredictivePolicy) -> int | None:
+        tl = Timeline(pol, at("2028-03-01 00:00"))
+        tl.run_until(at("2028-03-15 00:00"), two_weeks)
+        return tl.desired_at(at("2028-03-15 00:00"), two_weeks)
+
+    tl = Timeline(policy(smooth_buckets=0, bias_buckets=0), at("2028-03-01 00:00"))
     tl.run_until(at("2028-03-15 00:00"), two_weeks)
     assert tl.policy.headroom(tl.state) == pytest.approx(0.25)
     assert tl.state.profile[0] == pytest.approx(45.0)
     assert tl.desired_at(at("2028-03-15 00:00"), two_weeks) == 6
-    no_room = Timeline(policy(max_headroom=0), at("2028-03-01 00:00"))
-    no_room.run_until(at("2028-03-15 00:00"), two_weeks)
-    assert no_room.desired_at(at("2028-03-15 00:00"), two_weeks) == 5
+    assert ask(policy(smooth_buckets=0, bias_buckets=0, max_headroom=0)) == 5
+    assert ask(policy(smooth_buckets=0)) == 8
 
 
 def test_short_history_falls_back_to_reactive_or_no_opinion() -> None:
@@ -211,8 +223,8 @@ def test_a_slot_is_the_median_of_its_neighbours_so_one_odd_bucket_is_noise() -> 
         minute = local.hour * 60 + local.minute
         return 30.0 if 720 <= minute < 735 or 900 <= minute < 945 else 5.0
 
-    smooth = Timeline(policy(), at("2028-03-01 00:00"))
-    alone = Timeline(policy(smooth_buckets=0), at("2028-03-01 00:00"))
+    smooth = Timeline(plain(), at("2028-03-01 00:00"))
+    alone = Timeline(plain(smooth_buckets=0), at("2028-03-01 00:00"))
     for tl in (smooth, alone):
         tl.run_until(at("2028-03-08 11:00"), rate)
     assert smooth.desired_at(at("2028-03-08 11:55"), rate) == 1
@@ -241,7 +253,9 @@ def test_a_running_replica_needed_again_within_a_cold_start_is_kept_not_restarte
         rec, _ = pol.decide(seen, tl.state, now)
         return rec.desired
 
-    assert ask(policy(smooth_buckets=0), capacity=3) == 3
-    assert ask(policy(smooth_buckets=0), capacity=1) == 1
-    assert ask(policy(smooth_buckets=0, keep_s=0), capacity=3) == 1
-    assert ask(policy(smooth_buckets=0, keep_s=300), capacity=3) == 1  # 13:15 is 13 min > 8 + 5 away
+    assert ask(plain(smooth_buckets=0), capacity=3) == 3
+    assert ask(plain(smooth_buckets=0), capacity=1) == 1
+    assert ask(plain(smooth_buckets=0, keep_s=0), capacity=3) == 1
+    assert ask(plain(smooth_buckets=0, keep_s=300), capacity=3) == 1  # 13:15 is 13 min > 8 + 5 away
+    # The default hold keeps what the busiest minute of the last 5 needed (12:59 ran at 30 req/s).
+    assert ask(policy(smooth_buckets=0, keep_s=0), capacity=3) == 3

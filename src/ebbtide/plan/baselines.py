@@ -9,7 +9,8 @@ cooldowns).
 - ``knative kpa``: KPA defaults with containerConcurrency = the engine's slots, so the target is Knative's
   default container-concurrency-target-percentage 70 % of it (an LLM server's slots are a hard limit).
 - ``ray serve``: Ray Serve's default autoscaling (target_ongoing_requests 2, delays 30 s / 600 s).
-- ``predictive``: capacity per replica = the throughput at the SLO, lead time = the cold-start model's p90.
+- ``predictive``: capacity per replica = the throughput at the SLO, lead time = the cold-start model's p90,
+  concurrency per replica = the batch at the SLO.
 """
 
 from __future__ import annotations
@@ -36,21 +37,34 @@ def with_policies(pool: PoolSpec, policies: list[PolicySpec], **scaling: float |
     return pool.model_copy(update={"scaling": new_scaling})
 
 
-def predictive_spec(capacity_rps: float, lead_time_s: float, tz: str) -> PredictiveSpec:
-    return PredictiveSpec.model_validate(
-        {"capacity_per_replica_rps": round(capacity_rps, 2), "lead_time_s": round(lead_time_s), "tz": tz}
-    )
+def predictive_spec(
+    capacity_rps: float, lead_time_s: float, tz: str, concurrency: float | None = None
+) -> PredictiveSpec:
+    fields: dict[str, object] = {
+        "capacity_per_replica_rps": round(capacity_rps, 2),
+        "lead_time_s": round(lead_time_s),
+        "tz": tz,
+    }
+    if concurrency is not None:
+        fields["concurrency_per_replica"] = concurrency
+    return PredictiveSpec.model_validate(fields)
 
 
-def with_predictive_lead(pool: PoolSpec, lead_time_s: float) -> PoolSpec:
-    """The twin sets ``lead_time_s`` from its cold-start model where the user left it unset."""
-    policies: list[PolicySpec] = [
-        p.model_copy(update={"lead_time_s": round(lead_time_s)})
-        if isinstance(p, PredictiveSpec) and "lead_time_s" not in p.model_fields_set
-        else p
-        for p in pool.scaling.policies
-    ]
-    return with_policies(pool, policies)
+def with_predictive_lead(pool: PoolSpec, lead_time_s: float, concurrency: float | None = None) -> PoolSpec:
+    """The twin sets ``lead_time_s`` from its cold-start model, and ``concurrency_per_replica`` from its service
+    model (the batch at the SLO), where the user left them unset."""
+
+    def fill(p: PolicySpec) -> PolicySpec:
+        if not isinstance(p, PredictiveSpec):
+            return p
+        update: dict[str, object] = {}
+        if "lead_time_s" not in p.model_fields_set:
+            update["lead_time_s"] = round(lead_time_s)
+        if concurrency is not None and "concurrency_per_replica" not in p.model_fields_set:
+            update["concurrency_per_replica"] = concurrency
+        return p.model_copy(update=update)
+
+    return with_policies(pool, [fill(p) for p in pool.scaling.policies])
 
 
 def _sagemaker(pool: PoolSpec, tz: str) -> PoolSpec:
@@ -83,7 +97,9 @@ def _flat(pool: PoolSpec) -> PoolSpec:
     return flat
 
 
-def baselines(pool: PoolSpec, tz: str, capacity_rps: float, lead_time_s: float) -> list[Variant]:
+def baselines(
+    pool: PoolSpec, tz: str, capacity_rps: float, lead_time_s: float, concurrency: float | None = None
+) -> list[Variant]:
     target = max(1.0, math.floor(KNATIVE_TARGET_PCT * pool.engine.slots))
     knative = ConcurrencySpec.model_validate({"target_per_replica": target})
     return [
@@ -95,5 +111,5 @@ def baselines(pool: PoolSpec, tz: str, capacity_rps: float, lead_time_s: float) 
             with_policies(pool, [knative]),
         ),
         Variant("ray serve", with_policies(pool, [OngoingRequestsSpec.model_validate({})])),
-        Variant("predictive", with_policies(pool, [predictive_spec(capacity_rps, lead_time_s, tz)])),
+        Variant("predictive", with_policies(pool, [predictive_spec(capacity_rps, lead_time_s, tz, concurrency)])),
     ]

@@ -74,14 +74,14 @@ def _throughput(scn: Scenario, prompt: np.ndarray, output: np.ndarray) -> SloThr
     return slo_throughput(scn.service, scn.cfg.slo, p_tok, o_tok)
 
 
-def forecast_throughput(scn: Scenario, measured: SloThroughput) -> float:
-    """Requests/s per replica at the SLO that the policies are configured with: the oracle's, except that an
+def forecast_throughput(scn: Scenario, measured: SloThroughput) -> SloThroughput:
+    """Throughput at the SLO that the policies are configured with: the oracle's, except that an
     unforecast change of the request mix is not known in advance (the policy keeps the usual mix's figure)."""
     traffic, opt = scn.traffic, scn.options
     if not isinstance(traffic, UnforecastTraffic) or traffic.spec.mix_output == 1.0:
-        return measured.rps
+        return measured
     _, prompt, output = arrivals_of(traffic.inner, opt.start_epoch_s, opt.duration_s, opt.seed)
-    return _throughput(scn, prompt, output).rps
+    return _throughput(scn, prompt, output)
 
 
 def scenario_oracle(scn: Scenario, arrivals: tuple[np.ndarray, ...] | None = None) -> Oracle:
@@ -106,12 +106,14 @@ def scenario_oracle(scn: Scenario, arrivals: tuple[np.ndarray, ...] | None = Non
     )
 
 
-def variants_for(scn: Scenario, thr_rps: float) -> list[Variant]:
-    """The user's pool ("yours") then the baselines; the twin sets unset predictive lead times to its p90."""
+def variants_for(scn: Scenario, thr: SloThroughput) -> list[Variant]:
+    """The user's pool ("yours") then the baselines; the twin sets unset predictive lead times to its p90 and
+    unset concurrencies to the batch at the SLO."""
     lead = cold_start_quantile_s(scn.cold, 0.9)
     label = f"yours ({scn.config_path.name})" if scn.config_path is not None else "yours (embedded default)"
-    yours = Variant(label, with_predictive_lead(scn.pool, lead))
-    return [yours, *_tiers(yours), *baselines(scn.pool, scn.tz, thr_rps, lead)]
+    concurrency = float(thr.batch)
+    yours = Variant(label, with_predictive_lead(scn.pool, lead, concurrency))
+    return [yours, *_tiers(yours), *baselines(scn.pool, scn.tz, thr.rps, lead, concurrency)]
 
 
 def _tiers(yours: Variant) -> list[Variant]:
@@ -159,7 +161,11 @@ class MeasuredOracle:
 
     oracle: Oracle
     window: dict[str, Any]
-    policy_rps: float
+    policy_throughput: SloThroughput
+
+    @property
+    def policy_rps(self) -> float:
+        return self.policy_throughput.rps
 
 
 def measured_oracle(scn: Scenario) -> MeasuredOracle:
@@ -198,7 +204,7 @@ def comparison_json(
 def compare(scn: Scenario, workers: int = 2) -> Comparison:
     began = time.perf_counter()
     mo = measured_oracle(scn)
-    runs = run_variants(scn, variants_for(scn, mo.policy_rps), workers)
+    runs = run_variants(scn, variants_for(scn, mo.policy_throughput), workers)
     result = comparison_json(scn, mo, runs, time.perf_counter() - began)
     timelines = {"oracle": list(mo.oracle.needed), **{r["name"]: r["capacity_by_minute"] for r in runs}}
     return Comparison(result, timelines)

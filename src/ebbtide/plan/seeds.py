@@ -65,7 +65,7 @@ def compare_seeds(scn: Scenario, seeds: list[int], workers: int = 2) -> dict[str
     began = time.perf_counter()
     scns = [with_seed(scn, s) for s in seeds]
     oracles = _oracles(scns, workers)
-    variants = [variants_for(s, mo.policy_rps) for s, mo in zip(scns, oracles, strict=True)]
+    variants = [variants_for(s, mo.policy_throughput) for s, mo in zip(scns, oracles, strict=True)]
     runs = run_jobs([(s, v) for s, vs in zip(scns, variants, strict=True) for v in vs], workers)
     per_seed, k = [], 0
     for s, mo, vs in zip(scns, oracles, variants, strict=True):

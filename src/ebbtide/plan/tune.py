@@ -32,6 +32,7 @@ from ebbtide.core.policies.queue_depth import QueueDepthSpec
 from ebbtide.core.policies.target_tracking import TargetTrackingSpec
 from ebbtide.plan.baselines import predictive_spec, with_policies, with_predictive_lead
 from ebbtide.plan.compare import measured_oracle
+from ebbtide.plan.oracle import SloThroughput
 from ebbtide.plan.runner import DAY_S, Scenario, Variant, cold_start_quantile_s, run_variants
 
 __all__ = ["TUNABLE", "TuneError", "candidates", "split_train_test", "tune"]
@@ -61,14 +62,14 @@ def candidates(kind: str, slo_rps: float, slots: int) -> list[float]:
     return sorted({float(v) for v in np.unique(np.linspace(1, max(slots, 2), 16).round())})
 
 
-def _base_spec(scn: Scenario, kind: str, slo_rps: float, lead_s: float) -> tuple[PoolSpec, int]:
+def _base_spec(scn: Scenario, kind: str, thr: SloThroughput, lead_s: float) -> tuple[PoolSpec, int]:
     """The pool whose policy is tuned and the index of that policy (the pool's own, else a fresh one alone)."""
-    pool = with_predictive_lead(scn.pool, lead_s)
+    pool = with_predictive_lead(scn.pool, lead_s, float(thr.batch))
     for i, p in enumerate(pool.scaling.policies):
         if getattr(p, "kind", None) == kind:
             return pool, i
     fresh: dict[str, PolicySpec] = {
-        "predictive": predictive_spec(slo_rps, lead_s, scn.tz),
+        "predictive": predictive_spec(thr.rps, lead_s, scn.tz, float(thr.batch)),
         "target_tracking": TargetTrackingSpec.model_validate({"target": 600}),
         "queue_depth": QueueDepthSpec.model_validate({"target": 30}),
         "concurrency": ConcurrencySpec.model_validate({"target_per_replica": pool.engine.slots}),
@@ -184,7 +185,7 @@ def tune(
     param = TUNABLE[kind]
     mo = measured_oracle(train)
     slo_rps = mo.policy_rps
-    pool, index = _base_spec(scn, kind, slo_rps, cold_start_quantile_s(scn.cold, 0.9))
+    pool, index = _base_spec(scn, kind, mo.policy_throughput, cold_start_quantile_s(scn.cold, 0.9))
     grid = candidates(kind, slo_rps, pool.engine.slots)
     trials = _search(train, pool, index, param, grid, min_slo, budget, workers)
     passing = [t for t in trials if t["meets"]]

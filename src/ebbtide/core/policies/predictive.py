@@ -3,30 +3,32 @@
 The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to
 ``tz``); a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the
 bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that
-demand across weeks (``week_weight`` for the newest week). A slot's forecast is the median of its demand and
-its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy sample of random burst timing, and a
-median drops an isolated high or low bucket while keeping ramps and steps where they are. Each tick it
-forecasts the highest of those levels over the buckets overlapping ``[now, now + lead_time_s]`` (lead time =
-the p90 cold start: a replica asked for now is ready when that demand arrives), adds headroom = the
-``error_quantile`` of recent relative forecast errors and asks for ceil(demand × (1 + headroom) /
-``capacity_per_replica_rps``). A running replica the forecast needs again within lead time + ``keep_s`` is
-kept rather than stopped and restarted (the oracle's rule). While any of the buckets has never been seen
-(less than a week of history) it falls back to a reactive estimate from the recent rate (``fallback:
-reactive``) or has no opinion.
+demand across weeks (``week_weight`` for the newest week). A slot's forecast is the ``smooth_quantile`` of its
+demand and its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy sample of random burst
+timing; a median drops an isolated high or low bucket and keeps ramps and steps where they are, a higher quantile
+adds margin where neighbours disagree. Each tick it forecasts the highest of those levels over the buckets
+overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start), adds headroom = the ``error_quantile``
+of recent relative forecast errors and asks for ceil(demand × (1 + headroom) / ``capacity_per_replica_rps``). A
+running replica the forecast needs again within lead time + ``keep_s`` is kept rather than stopped and restarted
+(the oracle's rule). ``predictive_guard.py`` notices a forecast gone wrong (bias, surge, load, slower requests,
+hold) and corrects it. While any of the buckets has never been seen (less than a week of history) it falls back to
+a reactive estimate from the recent rate (``fallback: reactive``) or has no opinion.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
+from ebbtide.core.policies import predictive_guard as guard
 from ebbtide.core.policies.base import PolicySpec, Recommendation, TimeZone
+from ebbtide.core.policies.predictive_guard import GuardState, Tick
 from ebbtide.core.signals import PoolSignals
 from ebbtide.core.standby import StandbyWish, TierOffer, choose_standby
 
@@ -54,15 +56,16 @@ class PredictiveSpec(PolicySpec):
     )
     tz: TimeZone = Field("UTC", description="IANA time zone of the weekday and time of day.")
     week_weight: float = Field(0.5, gt=0, le=1, description="Weight of the newest week in a mean.")
-    error_quantile: float = Field(0.5, gt=0, le=1, description="Quantile of recent errors → headroom.")
+    error_quantile: float = Field(0.3, gt=0, le=1, description="Quantile of recent errors → headroom.")
     error_buckets: int = Field(96, ge=1, description="How many recent buckets' errors set the headroom.")
     max_headroom: float = Field(1.0, ge=0, description="Cap on the headroom, as a fraction of the forecast.")
     smooth_buckets: int = Field(
-        1,
-        ge=0,
-        le=4,
-        description="A slot's forecast = the median of its learned demand and this many neighbours either side "
-        "(0: the slot alone).",
+        2, ge=0, le=4, description="A slot's forecast is taken over its learned demand and this many neighbours "
+        "either side (0: the slot alone).",
+    )
+    smooth_quantile: float = Field(
+        0.6, ge=0, le=1, description="Which quantile of the slot and its neighbours is its forecast (0.5: the "
+        "median; higher: more margin where neighbouring buckets disagree, as one week's bursts make them).",
     )
     keep_s: float | None = Field(
         None,
@@ -83,6 +86,36 @@ class PredictiveSpec(PolicySpec):
     fallback: Literal["reactive", "none"] = Field(
         "reactive", description="With no history for the forecast window: last bucket's rate, or no opinion."
     )
+    hold_s: float = Field(
+        300.0, ge=0, le=3600, description="Never scale in below what the busiest rate window of this long ago needed."
+    )
+    surge_s: float = Field(
+        120.0, ge=0, le=3600, description="Rate (or load) above what the forecast provisioned for this long: "
+        "ask for what it needs now.",
+    )
+    surge_max: float = Field(
+        2.0, ge=1, description="During a surge the coming forecast is scaled by actual / forecast, at most this."
+    )
+    bias_buckets: int = Field(
+        4, ge=0, le=16, description="Closed buckets over which traffic running above the forecast is judged."
+    )
+    bias_up: float = Field(
+        0.1, gt=0, description="Above the forecast by more than this share on average: forecast × actual/forecast."
+    )
+    drop_buckets: int = Field(2, ge=0, le=16, description="Closed buckets over which traffic far below is judged.")
+    drop_ratio: float = Field(
+        0.5, gt=0, lt=1, description="Traffic below this share of the forecast: forecast × actual/forecast."
+    )
+    concurrency_per_replica: float | None = Field(
+        None, gt=0, description="Requests one replica holds in flight at capacity_per_replica_rps (plan compare: "
+        "the batch at the SLO); a sustained heavier load asks for more replicas, and requests staying longer than "
+        "that batch takes (Little's law) lower the capacity per replica. None: neither is watched.",
+    )
+    slow_margin: float = Field(
+        0.05, ge=0, description="Requests staying this much longer than at the configured mix: replicas are slower."
+    )
+    slow_max: float = Field(4.0, ge=1, description="Cap on the slowdown factor of the capacity per replica.")
+    slow_hold_s: float = Field(14_400.0, gt=0, description="A slowdown no window confirmed for this long is forgotten.")
 
     @field_validator("bucket_s")
     @classmethod
@@ -111,6 +144,7 @@ class PredictiveState:
     seen: tuple[int, ...] = ()
     errors: tuple[float, ...] = ()
     last_rate_rps: float | None = None
+    watch: GuardState = field(default_factory=GuardState)  # recent windows and buckets: is the forecast wrong?
 
 
 def slot_of(now_s: float, tz: ZoneInfo, bucket_s: int) -> tuple[int, float]:
@@ -128,6 +162,8 @@ class PredictivePolicy:
         self._tz = ZoneInfo(spec.tz)
         self.standby_offers: tuple[TierOffer, ...] = ()  # the pool's tiers, set by config.build_controller
         self._slots = 7 * DAY_S // spec.bucket_s
+        self._recent_n = max(1, math.ceil(max(spec.hold_s, spec.surge_s) / spec.rate_window_s))
+        self._misses_n = max(1, spec.bias_buckets, spec.drop_buckets)
 
     def initial_state(self) -> PredictiveState:
         return PredictiveState(profile=(0.0,) * self._slots, seen=(0,) * self._slots)
@@ -135,8 +171,10 @@ class PredictivePolicy:
     def decide(
         self, signals: PoolSignals, state: PredictiveState, now_s: float
     ) -> tuple[Recommendation, PredictiveState]:
-        state = self.observe(signals.arrivals_total, state, now_s)
+        state = self.observe(signals.arrivals_total, state, now_s, Tick.of(signals))
         lead_s = self.lead_s(signals)
+        settle_s = lead_s + self.spec.surge_s
+        state = replace(state, watch=guard.update_slow(self.spec, state.watch, now_s, settle_s))
         rec = self._recommend(state, signals, now_s, lead_s)
         if self.spec.standby == "auto":
             rec = replace(rec, standby=self.standby_wish(rec))
@@ -156,8 +194,17 @@ class PredictivePolicy:
 
     # -- learning ------------------------------------------------------------------------------------------
 
-    def observe(self, arrivals_total: int, state: PredictiveState, now_s: float) -> PredictiveState:
-        """Count arrivals into the current bucket; when it ends, learn its demand and its forecast error."""
+    def observe(
+        self, arrivals_total: int, state: PredictiveState, now_s: float, tick: Tick | None = None
+    ) -> PredictiveState:
+        """Count arrivals (and what ``tick`` shows of the fleet, when known) into the current bucket and rate
+        window; when the bucket ends, learn its demand and its forecast error."""
+        state = self._count(arrivals_total, state, now_s, tick)
+        return replace(state, watch=guard.count_tick(state.watch, tick))
+
+    def _count(
+        self, arrivals_total: int, state: PredictiveState, now_s: float, tick: Tick | None
+    ) -> PredictiveState:
         spec = self.spec
         if state.bucket_start_s is None or arrivals_total < state.arrivals_at_window:
             # First sight, or the counter restarted (a new process): start counting afresh from here.
@@ -165,10 +212,12 @@ class PredictivePolicy:
         ended = now_s >= state.bucket_start_s + spec.bucket_s
         if now_s - state.window_start_s >= spec.rate_window_s or ended:
             span = now_s - state.window_start_s
+            g = guard.restart_window(state.watch, tick)
             if span >= 0.5 * spec.rate_window_s:  # a short tail window is not a rate yet
                 window_rate = (arrivals_total - state.arrivals_at_window) / span
+                g = guard.close_window(spec, state.watch, window_rate, span, tick, self._recent_n)
                 state = replace(state, peak_rps=max(state.peak_rps, window_rate))
-            state = replace(state, window_start_s=now_s, arrivals_at_window=arrivals_total)
+            state = replace(state, window_start_s=now_s, arrivals_at_window=arrivals_total, watch=g)
         if not ended:
             return state
         return self._close_bucket(arrivals_total, state, now_s)
@@ -180,20 +229,32 @@ class PredictivePolicy:
         mean = (arrivals_total - state.arrivals_at_start) / elapsed if elapsed > 0 else 0.0
         rate = max(mean, state.peak_rps)
         profile, seen, errors = list(state.profile), list(state.seen), list(state.errors)
+        misses: list[tuple[float, float | None]] = []
         # Ticks may skip whole buckets (a paused loop): each one that ended gets the demand seen over the gap.
         n_closed = min(int((now_s - state.bucket_start_s) // spec.bucket_s), self._slots)
         covered = elapsed >= 0.5 * (now_s - state.bucket_start_s)  # a first bucket joined late is not learned
         for k in range(n_closed if covered else 0):
             slot, _ = slot_of(state.bucket_start_s + k * spec.bucket_s + 1e-3, self._tz, spec.bucket_s)
-            self._learn(slot, rate, profile, seen, errors)
+            forecast = self._learn(slot, rate, profile, seen, errors)
+            misses.append((rate, forecast))
         learned = replace(
             state,
             profile=tuple(profile),
             seen=tuple(seen),
             errors=tuple(errors[-spec.error_buckets :]),
             last_rate_rps=rate,
+            watch=replace(state.watch, misses=self._misses(state.watch.misses, misses)),
         )
         return self._start_counting(arrivals_total, learned, now_s)
+
+    def _misses(
+        self, before: tuple[tuple[float, float], ...], closed: list[tuple[float, float | None]]
+    ) -> tuple[tuple[float, float], ...]:
+        """The last closed buckets' (actual, forecast); a bucket that had no forecast starts the run afresh."""
+        run = list(before)
+        for actual, forecast in closed:
+            run = [] if forecast is None else [*run, (actual, forecast)]
+        return tuple(run[-self._misses_n :])
 
     def _start_counting(self, arrivals_total: int, state: PredictiveState, now_s: float) -> PredictiveState:
         """Count the bucket ``now_s`` falls in, and its first rate window, from ``now_s`` and ``arrivals_total``."""
@@ -210,8 +271,10 @@ class PredictivePolicy:
 
     def _learn(
         self, slot: int, rate: float, profile: list[float], seen: list[int], errors: list[float]
-    ) -> None:
+    ) -> float | None:
+        """Teach ``slot`` its new demand; returns what had been forecast for it (None: never seen)."""
         spec = self.spec
+        forecast = None
         if seen[slot]:
             forecast = self._level(profile, seen, slot)  # the error of what was forecast, smoothing included
             # Relative to at least one replica's capacity: a miss of 0.5 req/s overnight is not 50% headroom.
@@ -220,6 +283,7 @@ class PredictivePolicy:
         else:
             profile[slot] = rate
         seen[slot] = min(seen[slot] + 1, SEEN_CAP)
+        return forecast
 
     # -- forecasting --------------------------------------------------------------------------------------
 
@@ -246,8 +310,11 @@ class PredictivePolicy:
         values = sorted(profile[s] for s in near if seen[s])
         if not values:
             return profile[slot]
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+        # Linear interpolation between order statistics; 0.5 is the median.
+        pos = self.spec.smooth_quantile * (len(values) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(values) - 1)
+        return values[lo] + (pos - lo) * (values[hi] - values[lo])
 
     def headroom(self, state: PredictiveState) -> float:
         if not state.errors:
@@ -259,7 +326,22 @@ class PredictivePolicy:
     def replicas_for(self, rate_rps: float, headroom: float) -> int:
         return math.ceil(rate_rps * (1 + headroom) / self.spec.capacity_per_replica_rps - 1e-9)
 
-    def kept(self, state: PredictiveState, need: int, capacity: int, now_s: float, lead_s: float) -> int:
+    # -- noticing a forecast gone wrong (predictive_guard.py) ----------------------------------------------
+
+    def surge(self, state: PredictiveState, now_s: float, room: float, scale: float, ahead: float) -> float | None:
+        """The rate a sustained surge asks to provision for (None: no surge): the quietest recent rate, and the
+        coming forecast ``ahead`` scaled by how far the recent past ran above its own (at most ``surge_max``)."""
+        spec = self.spec
+        slots = self.window_slots(now_s - spec.surge_s, spec.surge_s)
+        level = max((self.level(state, s) for s in slots if state.seen[s]), default=0.0) * scale
+        rate = guard.surge_rate(spec, state.watch.rates, level * (1 + room))
+        if rate is None:
+            return None
+        return max(rate, ahead * min(rate / level if level > 0 else math.inf, spec.surge_max))
+
+    def kept(
+        self, state: PredictiveState, need: int, capacity: int, now_s: float, lead_s: float, scale: float = 1.0
+    ) -> int:
         """Running replicas above ``need`` that the forecast wants again within lead time + ``keep_s`` stay:
         stopping one and starting it again costs a cold start of billing and leaves the pool short while the
         replacement starts (the oracle's rule). Nothing is started for that later demand."""
@@ -267,26 +349,40 @@ class PredictivePolicy:
             return need
         keep_s = lead_s if self.spec.keep_s is None else self.spec.keep_s
         ahead = [s for s in self.window_slots(now_s, lead_s + keep_s) if state.seen[s]]
-        later = max((self.level(state, s) for s in ahead), default=0.0)
+        later = max((self.level(state, s) for s in ahead), default=0.0) * scale
         return max(need, min(capacity, self.replicas_for(later, self.headroom(state))))
 
     def _recommend(
         self, state: PredictiveState, signals: PoolSignals, now_s: float, lead_s: float
     ) -> Recommendation:
-        spec, cap, arrivals_total = self.spec, self.spec.capacity_per_replica_rps, signals.arrivals_total
+        spec, g = self.spec, state.watch
         window = self.window_slots(now_s, lead_s)
-        if all(state.seen[s] for s in window):
-            rate = max(self.level(state, s) for s in window)
-            room = self.headroom(state)
-            need = self.replicas_for(rate, room)
-            reason = (
-                f"forecast {rate:.1f} req/s within {lead_s:.0f} s (+{room:.0%} headroom) "
-                f"/ {cap:g} per replica"
-            )
-            keep = self.kept(state, need, signals.capacity, now_s, lead_s)
-            if keep > need:
-                reason += f"; keeps {keep}: needed again within {lead_s + (spec.keep_s or lead_s):.0f} s"
-            return Recommendation(self.name, keep, reason)
+        if not all(state.seen[s] for s in window):
+            return self._fallback(state, signals.arrivals_total, now_s)
+        bias, room, slow = guard.bias(spec, g.misses), self.headroom(state), guard.slow_factor(spec, g, now_s)
+        rate = max(self.level(state, s) for s in window) * bias
+        cap = spec.capacity_per_replica_rps / slow
+        reason = f"forecast {rate:.1f} req/s within {lead_s:.0f} s (+{room:.0%} headroom) / {cap:.3g} per replica"
+        if bias != 1.0:
+            reason += f"; forecast wrong: x{bias:.2f} (actual / forecast of the last buckets)"
+        if slow != 1.0:
+            reason += f"; requests stay x{slow:.2f} longer: capacity / {slow:.2f}"
+        surge = self.surge(state, now_s, room, bias, rate)
+        if surge is not None and surge > rate:
+            rate, reason = surge, reason + f"; surge: provisions {surge:.1f} req/s"
+        need = self.replicas_for(rate * slow, room)
+        by_load = guard.load_need(spec, g.loads)
+        if by_load > need:
+            need, reason = by_load, reason + f"; load: {min(guard.recent(spec, g.loads, spec.surge_s)):.0f} in flight"
+        kept = self.kept(state, need, signals.capacity, now_s, lead_s, bias * slow)
+        keep = max(kept, min(signals.capacity, guard.hold_need(spec, g.rates, cap)))
+        if keep > need:
+            ahead = lead_s + (spec.keep_s or lead_s)
+            reason += f"; keeps {keep}: needed within {ahead:.0f} s or in the last {spec.hold_s:.0f} s"
+        return Recommendation(self.name, keep, reason)
+
+    def _fallback(self, state: PredictiveState, arrivals_total: int, now_s: float) -> Recommendation:
+        spec, cap = self.spec, self.spec.capacity_per_replica_rps
         rates = [] if state.last_rate_rps is None else [state.last_rate_rps]
         if state.window_start_s > state.counted_from_s:  # a window of this bucket has closed
             rates.append(state.peak_rps)
