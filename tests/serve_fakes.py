@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from ebbtide.config import PoolSpec
-from ebbtide.engines.base import EngineStats, Health, LaunchPlan
+from ebbtide.engines.base import EngineStats, Health, LaunchPlan, PauseStyle
 from ebbtide.engines.factory import AnyEngineSpec
 from ebbtide.providers.base import Launched
 from ebbtide.serve.clock import Clock
@@ -101,7 +101,7 @@ class FakeProvider:
 class FakeEngine:
     kind = "fake"
     launches = True
-    pause = "signal"  # a hot standby is paused through the provider (FakeProvider.pause/resume)
+    pause: PauseStyle = "signal"  # a hot standby is paused through the provider (FakeProvider.pause/resume)
 
     def __init__(self, provider: FakeProvider, slots: int) -> None:
         self.provider = provider
