@@ -91,6 +91,24 @@ def test_stage_cli_exit_codes(tmp_path: Path, http_model: RangeServer) -> None:
     assert invalid.returncode == 2 and "s3://BUCKET/KEY" in invalid.stderr and "engine" in invalid.stderr
 
 
+def test_a_warm_standby_stages_through_the_engines_stage_plan_and_starts_no_engine(
+    tmp_path: Path, http_model: RangeServer, tiny_gguf_path: Path
+) -> None:
+    from ebbtide.config import LlamaCppEngineSpec
+    from ebbtide.engines.factory import build_engine
+    from ebbtide.weights import WeightsCache
+
+    engine = build_engine(LlamaCppEngineSpec(model=http_model.url("/tiny.gguf")), tmp_path / "cache")
+    plan = engine.stage_plan()
+    assert plan is not None and "--stage-only" in plan.argv
+    done = subprocess.run(plan.argv, capture_output=True, text=True, timeout=120, env={**os.environ, **plan.env})
+    assert done.returncode == 0, done.stderr
+    assert "weights staged (--stage-only)" in done.stderr and "loading" not in done.stderr  # no engine started
+    [entry] = WeightsCache(tmp_path / "cache").entries()
+    assert entry.path.read_bytes() == tiny_gguf_path.read_bytes()
+    assert build_engine(LlamaCppEngineSpec(model=str(tiny_gguf_path))).stage_plan() is None  # a local file: nothing
+
+
 def test_worker_that_cannot_stage_exits_with_its_code(tmp_path: Path, http_model: RangeServer) -> None:
     argv = [sys.executable, "-m", "ebbtide.engines.llamacpp_worker", "--model", http_model.url("/absent.gguf"),
             "--sha256", "b" * 64, "--model-cache", str(tmp_path), "--port", str(free_port())]
