@@ -30,7 +30,9 @@ def _measured(scn: Scenario) -> np.ndarray:
 def test_no_request_of_a_trace_is_both_learned_and_measured(rate_scale: float) -> None:
     """Azure's 58-minute trace as its first 20 minutes learned and the next 20 measured (2x: in half the time)."""
     days = 20 / 1440 / rate_scale
-    scn = scenario_from(ScenarioInput(SEED_CONFIG, trace=AZURE, rate_scale=rate_scale, days=days, warmup_days=days))
+    scn = scenario_from(
+        ScenarioInput(config_path=SEED_CONFIG, trace=AZURE, rate_scale=rate_scale, days=days, warmup_days=days)
+    )
     assert isinstance(scn.traffic, TraceReplay)
     rows = load_request_trace(AZURE).offsets_s
     learned, measured = warmup_arrivals(scn), _measured(scn)
@@ -52,7 +54,7 @@ def test_a_rate_series_is_learned_from_its_first_days_and_measured_on_the_next(t
     learned and ~4,320 measured arrivals (replaying day 0 for both, as before, gave ~864 each)."""
     series = tmp_path / "r.csv"
     series.write_text("window_start_s,total_rate_req_per_s\n0,0.01\n43200,0.01\n86400,0.05\n129600,0.05\n")
-    scn = scenario_from(ScenarioInput(SEED_CONFIG, rate_trace=series, days=1, warmup_days=1, seed=5))
+    scn = scenario_from(ScenarioInput(config_path=SEED_CONFIG, rate_trace=series, days=1, warmup_days=1, seed=5))
     learned, measured = warmup_arrivals(scn), _measured(scn)
     assert abs(len(learned) - 864) < 5 * 864**0.5
     assert abs(len(measured) - 4320) < 5 * 4320**0.5
@@ -60,7 +62,7 @@ def test_a_rate_series_is_learned_from_its_first_days_and_measured_on_the_next(t
 
 
 def test_servegen_learns_days_1_to_7_and_measures_days_8_to_14() -> None:
-    inp = ScenarioInput(SEED_CONFIG, rate_trace=SERVEGEN, rate_scale=0.002, days=7, warmup_days=7, seed=0)
+    inp = ScenarioInput(config_path=SEED_CONFIG, rate_trace=SERVEGEN, rate_scale=0.002, days=7, warmup_days=7, seed=0)
     scn = scenario_from(inp)
     measured = _measured(scn) - scn.options.start_epoch_s
     window = window_json(scn.traffic, scn.options.start_epoch_s, 7 * DAY_S, 7, scn.tz, measured.tolist())
@@ -75,10 +77,10 @@ def test_servegen_learns_days_1_to_7_and_measures_days_8_to_14() -> None:
 def test_a_trace_shorter_than_warmup_plus_days_is_an_error_naming_both_unless_looped() -> None:
     asked = r"covers 14 days, shorter than the 21 days asked for \(--warmup-days 7 \+ --days 14\)"
     with pytest.raises(InputError, match=asked):
-        scenario_from(ScenarioInput(SEED_CONFIG, rate_trace=SERVEGEN, days=14, warmup_days=7))
+        scenario_from(ScenarioInput(config_path=SEED_CONFIG, rate_trace=SERVEGEN, days=14, warmup_days=7))
     with pytest.raises(InputError, match=r"--trace .* covers 0\.0405\d* days at --rate-scale 1, shorter than the 1 "):
-        scenario_from(ScenarioInput(SEED_CONFIG, trace=AZURE, days=1))
-    looped = scenario_from(ScenarioInput(SEED_CONFIG, trace=AZURE, days=0.05, warmup_days=0.05, loop=True))
+        scenario_from(ScenarioInput(config_path=SEED_CONFIG, trace=AZURE, days=1))
+    looped = scenario_from(ScenarioInput(config_path=SEED_CONFIG, trace=AZURE, days=0.05, warmup_days=0.05, loop=True))
     o = looped.options
     window = window_json(looped.traffic, o.start_epoch_s, o.duration_s, 0.05, looped.tz, [])
     assert isinstance(window["trace"], dict) and window["trace"]["repeats_learned"] is True

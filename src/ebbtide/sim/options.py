@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from ebbtide.sim.scenario import ScenarioInput
+from ebbtide.sim.scenario import ScenarioInput, TrafficSource
 from ebbtide.sim.unforecast import unforecast_from_flags
 
 __all__ = ["NO_OPTIONS", "TrafficOptions", "traffic_options"]
@@ -32,21 +32,9 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
-class TrafficOptions:
-    """The shared flags, named as ``ScenarioInput``'s fields."""
+class TrafficOptions(TrafficSource):
+    """The shared flags: where arrivals come from, and the unforecast scenarios on top."""
 
-    pool: str | None = None
-    traffic: str | None = None
-    trace: Path | None = None
-    rate_trace: Path | None = None
-    rate_scale: float = 1.0
-    rps: float | None = None
-    loop: bool = False
-    time_column: str | None = None
-    rate_column: str | None = None
-    skip_bad_rows: bool = False
-    start: str | None = None
-    tz: str | None = None
     holiday: str | None = None
     growth: float | None = None
     shift: str | None = None
@@ -57,8 +45,7 @@ class TrafficOptions:
         self, config_path: Path | None, *, days: float, seed: int, warmup_days: float = 0.0
     ) -> ScenarioInput:
         """Raises ``UnforecastError`` (a ValueError naming the flag) for a bad scenario flag."""
-        scenario = {"holiday", "growth", "shift", "burst", "mix_output"}
-        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in scenario}
+        shared = {f.name: getattr(self, f.name) for f in fields(TrafficSource)}
         unforecast = unforecast_from_flags(self.holiday, self.growth, self.shift, self.burst, self.mix_output)
         return ScenarioInput(
             config_path=config_path, days=days, seed=seed, warmup_days=warmup_days, unforecast=unforecast, **shared

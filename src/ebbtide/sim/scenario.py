@@ -26,7 +26,16 @@ from ebbtide.sim.traces import load_rate_trace, load_request_trace, trace_time
 from ebbtide.sim.traffic import RateSeries, TraceReplay, Traffic, make_profile
 from ebbtide.sim.unforecast import Unforecast, UnforecastTraffic
 
-__all__ = ["DAY_S", "DEFAULT_START", "InputError", "ScenarioInput", "build_simulation", "pool_tz", "window_json"]
+__all__ = [
+    "DAY_S",
+    "DEFAULT_START",
+    "InputError",
+    "ScenarioInput",
+    "TrafficSource",
+    "build_simulation",
+    "pool_tz",
+    "window_json",
+]
 
 DEFAULT_START = date(2028, 2, 23)  # a Wednesday: seed 000's article date
 DAY_S = 86_400.0
@@ -37,8 +46,9 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class ScenarioInput:
-    config_path: Path | None = None
+class TrafficSource:
+    """Where arrivals come from: the flags ``simulate``, ``plan compare`` and ``plan tune`` share (sim/options.py)."""
+
     pool: str | None = None
     traffic: str | None = None
     trace: Path | None = None
@@ -51,6 +61,11 @@ class ScenarioInput:
     skip_bad_rows: bool = False
     start: str | None = None
     tz: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioInput(TrafficSource):
+    config_path: Path | None = None
     days: float = 1.0
     seed: int = 0
     warmup_days: float = 0.0  # days learned before --start: a trace's first row falls there
@@ -176,15 +191,11 @@ def _start_epoch(inp: ScenarioInput, tz: str) -> float:
     try:
         day = datetime.fromisoformat(text)
     except ValueError:
-        raise InputError(
-            f"--start = {text!r}: must be a date like 2028-02-23 (optionally with a time)"
-        ) from None
+        raise InputError(f"--start = {text!r}: must be a date like 2028-02-23 (optionally with a time)") from None
     return day.replace(tzinfo=ZoneInfo(tz)).timestamp() if day.tzinfo is None else day.timestamp()
 
 
-def build_simulation(
-    inp: ScenarioInput, progress: Callable[[float], None] | None = None
-) -> tuple[Simulation, str]:
+def build_simulation(inp: ScenarioInput, progress: Callable[[float], None] | None = None) -> tuple[Simulation, str]:
     """Returns the simulation (not yet run) and the time zone used for dates and plots.
 
     Raises ``InputError``, ``ConfigError``, ``TrafficError`` or ``TraceError`` (all but ``ConfigError`` are
