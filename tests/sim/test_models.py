@@ -13,8 +13,9 @@ import pytest
 from ebbtide.config.sim import FixedColdStart, PhasedColdStart, PipelineColdStart
 from ebbtide.sim.clock import EventClock
 from ebbtide.sim.coldstart import ColdStartModel, pipeline_phases_s
-from ebbtide.sim.replica import ServiceModel, SimReplica
+from ebbtide.sim.replica import SimReplica
 from ebbtide.sim.results import N_BUCKETS, Results, percentile
+from ebbtide.sim.service import ServiceModel
 from ebbtide.sim.traffic import BusinessHours, poisson_pieces
 
 NY = ZoneInfo("America/New_York")
@@ -174,7 +175,7 @@ def test_the_planners_roofline_drives_the_twin_through_from_curve() -> None:
     from ebbtide.plan.hardware import default_catalog
     from ebbtide.plan.roofline import service_curve
     from ebbtide.plan.sizing import PRESETS
-    from ebbtide.sim.replica import from_curve
+    from ebbtide.sim.service import from_curve
 
     curve = service_curve(PRESETS["llama-3-70b"], "fp16", default_catalog(), "ml.g5.48xlarge", context_tokens=950)
     model = from_curve(curve, 32, "plan roofline")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ebbtide.config import SloSpec
 from ebbtide.plan.compare import compare, scenario_oracle
 from ebbtide.plan.oracle import needed_replicas, schedule, slo_throughput
-from ebbtide.sim.replica import ServiceModel
+from ebbtide.sim.service import ServiceModel
 from tests.sim.test_compare_fixtures import small_scenario
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from ebbtide.config.sim import SharedHostSpec, TableService
 from ebbtide.sim.output import summary
-from ebbtide.sim.replica import calibration_model, lognormal_fit
 from ebbtide.sim.scenario import ScenarioInput, build_simulation
+from ebbtide.sim.service import calibration_model, lognormal_fit
 from ebbtide.sim.traffic import ConstantRate
 from tests.sim.conftest import write_table
 

@@ -76,7 +76,7 @@ class RooflineService(_Spec):
     """Bandwidth/compute roofline of a hardware profile; the plan issue extends the catalog."""
 
     kind: Literal["roofline"] = "roofline"
-    hardware: str = Field("a10g", description="GPU name in the catalog (sim/replica.py HARDWARE).")
+    hardware: str = Field("a10g", description="GPU name in the catalog (sim/service.py HARDWARE).")
     gpus: int = Field(8, ge=1, description="GPUs per replica (tensor parallel).")
     params_b: float = Field(70.0, gt=0, description="Model parameters, billions.")
     bytes_per_param: float = Field(2.0, gt=0, description="2 = FP16/BF16, 1 = FP8/INT8, 0.5 = INT4.")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ebbtide.config import SloSpec
 from ebbtide.core.cost import Price, fleet_cost
-from ebbtide.sim.replica import ServiceModel
+from ebbtide.sim.service import ServiceModel
 from ebbtide.sim.traffic import Traffic
 
 __all__ = [

@@ -32,9 +32,9 @@ from ebbtide.core.controller import Controller, ControllerState
 from ebbtide.core.policies.predictive import PredictivePolicy
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.output import summary
-from ebbtide.sim.replica import ServiceModel
 from ebbtide.sim.run import RunOptions, Simulation
 from ebbtide.sim.scenario import ScenarioInput, build_simulation
+from ebbtide.sim.service import ServiceModel
 from ebbtide.sim.traffic import Traffic
 
 __all__ = [

@@ -27,7 +27,8 @@ from ebbtide.core.signals import PoolSignals, ReplicaState
 from ebbtide.core.standby import StandbyWish
 from ebbtide.sim.fleet import DRAINING_S, PARKED_S, READY_S, STARTING_S, SimFleet
 from ebbtide.sim.host import SharedHost
-from ebbtide.sim.replica import Running, ServiceModel, SimReplica
+from ebbtide.sim.replica import Running, SimReplica
+from ebbtide.sim.service import ServiceModel
 from ebbtide.sim.shapes import pool_shapes
 
 if TYPE_CHECKING:

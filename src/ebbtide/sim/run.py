@@ -28,9 +28,9 @@ from ebbtide.core.signals import ReplicaState
 from ebbtide.sim.clock import EventClock
 from ebbtide.sim.coldstart import ColdStartModel
 from ebbtide.sim.pool import SimPool
-from ebbtide.sim.replica import ServiceModel
 from ebbtide.sim.results import Mark, Results
 from ebbtide.sim.rollout import SimRollout
+from ebbtide.sim.service import ServiceModel
 from ebbtide.sim.traffic import Arrivals, Traffic
 
 __all__ = ["RunOptions", "Simulation"]

@@ -10,7 +10,7 @@ from ebbtide.config import PoolSpec
 from ebbtide.config.sim import SimSpec, VariantSimSpec
 from ebbtide.core.fleet import CANDIDATE, DEFAULT_VARIANT
 from ebbtide.sim.coldstart import ColdStartModel
-from ebbtide.sim.replica import ServiceModel, service_model
+from ebbtide.sim.service import ServiceModel, service_model
 
 __all__ = ["Shape", "pool_shapes"]
 
