@@ -164,6 +164,12 @@ async def test_the_follower_takes_over_after_the_ttl_adopts_the_fleet_and_the_ol
     await b.coord.sync_once()
     signals = b.runtime.signals(b.runtime.pools["p"], clock.now())
     assert b.coord.peers["p"].arrivals - base == 5 and signals.arrivals_total >= 5, "the sum of both gateways"
+    late_before = signals.late_total
+    a.runtime.pools["p"].late_total += 3
+    await a.coord.sync_once()
+    await b.coord.sync_once()
+    late_after = b.runtime.signals(b.runtime.pools["p"], clock.now()).late_total
+    assert late_after - late_before == 3, "late completions are summed across gateways too"
 
     # a stops renewing (SIGKILLed): b may not take the lease before it lapses, then does
     clock.advance(TTL - 1)

@@ -25,6 +25,7 @@ class Fleet:
     ready: int = 1
     running_each: int = 0
     queued: int = 0
+    late_share: float = 0.0  # of the completions, those slower than the SLO's P95 latency
 
 
 class FleetTimeline:
@@ -33,15 +34,17 @@ class FleetTimeline:
 
     def __init__(self, pol: PredictivePolicy, rate: Callable[[float], float], fleet: Callable[[float], Fleet]) -> None:
         self.policy, self.rate, self.fleet = pol, rate, fleet
-        self.now_s, self.arrivals = WEEK_START, 0
+        self.now_s, self.arrivals, self.late = WEEK_START, 0, 0.0
         self.state: PredictiveState = pol.initial_state()
 
     def step(self) -> int | None:
         f = self.fleet(self.now_s)
         views = tuple(ReplicaView(f"r{i}", ReplicaState.READY, f.running_each, 32) for i in range(f.ready))
-        signals = PoolSignals("p", self.now_s, f.ready, views, f.queued, self.arrivals, self.arrivals)
+        signals = PoolSignals("p", self.now_s, f.ready, views, f.queued, self.arrivals, self.arrivals,
+                              late_total=int(self.late))
         rec, self.state = self.policy.decide(signals, self.state, self.now_s)
         self.arrivals += round(self.rate(self.now_s) * TICK_S)
+        self.late += self.rate(self.now_s) * TICK_S * f.late_share
         self.now_s += TICK_S
         return rec.desired
 
@@ -157,3 +160,43 @@ def test_requests_staying_longer_lower_the_capacity_per_replica() -> None:
     assert forgets.state.watch.slow_at_s == at("2028-03-08 10:02")  # set, never confirmed
     assert guard.slow_factor(pol.spec, forgets.state.watch, at("2028-03-08 11:02")) == pytest.approx(1.5)
     assert guard.slow_factor(pol.spec, forgets.state.watch, at("2028-03-08 11:03")) == 1.0
+
+
+def test_requests_late_at_a_light_load_add_a_replica_and_calm_takes_it_off() -> None:
+    """Outputs got longer: at 1.5 req/s one replica runs 2 requests (far from 16) and Little's law sees nothing,
+    but 8 % of requests finish later than the SLO's P95 latency. Over a 5-minute window that is a missed P95:
+    with ``watch_latency`` one replica is added on top of the forecast, a second only after lead time + surge_s
+    if it is still late, never while the replicas are full (the load guard's case), never more than
+    ``LATE_EXTRA_MAX``; after 30 minutes with at most 1 % late one is taken off. ``watch_latency: false`` turns
+    it off."""
+    late_from, calm_from = at("2028-03-08 02:00"), at("2028-03-08 03:00")
+
+    def fleet(t: float) -> Fleet:
+        share = 0.08 if late_from <= t < calm_from else 0.0
+        return Fleet(ready=1, running_each=2, late_share=share)
+
+    pol = policy(concurrency_per_replica=16, max_headroom=0)
+    tl = FleetTimeline(pol, lambda _: 1.5, fleet)
+    assert tl.desired_at(at("2028-03-08 01:59")) == 1
+    assert tl.desired_at(at("2028-03-08 02:03")) == 1  # 3 of the 5 minutes late: 4.8 % of the window
+    assert tl.desired_at(at("2028-03-08 02:04")) == 2  # 4 of 5: 6.4 %, the window's P95 missed: +1
+    raised = tl.state.watch.late_at_s
+    assert raised is not None
+    assert tl.desired_at(raised + 540) == 2  # settling: lead time + surge_s (600 s)
+    assert tl.desired_at(raised + 600) == 1 + min(2, guard.LATE_EXTRA_MAX)  # still late: +1 more, if allowed
+    top = 1 + guard.LATE_EXTRA_MAX
+    assert tl.desired_at(at("2028-03-08 02:59")) == top
+    assert tl.desired_at(at("2028-03-08 03:34")) == top  # calm since 03:05 (the window's last late minute), < 30 min
+    assert tl.desired_at(at("2028-03-08 03:36")) == top - 1
+    assert tl.desired_at(at("2028-03-08 06:00")) == 1
+
+    off = FleetTimeline(policy(concurrency_per_replica=16, max_headroom=0, watch_latency=False), lambda _: 1.5, fleet)
+    assert off.desired_at(at("2028-03-08 02:59")) == 1
+
+    def full(t: float) -> Fleet:  # as late, but 20 running on the replica: the load, not the requests
+        return Fleet(ready=1, running_each=20, late_share=0.08 if t >= late_from else 0.0)
+
+    loaded = FleetTimeline(pol, lambda _: 1.5, full)
+    assert loaded.state.watch.late_extra == 0
+    loaded.desired_at(at("2028-03-08 02:30"))
+    assert loaded.state.watch.late_extra == 0

@@ -246,3 +246,20 @@ async def test_one_pools_failing_tick_is_reported_with_its_pool_and_never_stops_
     await until(lambda: b.ticks >= before + 4 and len(rig.errors) >= 4, "b ticking in its loop while a fails")
     assert {e["pool"] for e in rig.errors} == {"a"}
     assert slow.ticks == slow_ticks, "each pool at its own tick_s, not the smallest of all pools"
+
+
+async def test_requests_slower_than_the_slo_latency_are_counted_late_in_the_signals(rig_factory: Any) -> None:
+    """``late_total`` (what ``predictive``'s late guard reads) counts the completions that took longer end to end
+    than slo.latency_p95_s, as the twin counts them; a request within it is not late."""
+    rig: Rig = await rig_factory(config(slo={"latency_p95_s": 3.0, "ttft_p95_s": 1.0}))
+    await rig.warm(1)
+    for _ in range(2):
+        assert (await send(rig.runtime, "p"))[0] == 200  # the clock does not move: 0 s each
+    rig.upstream.hold()
+    slow = asyncio.ensure_future(send(rig.runtime, "p"))
+    await until(lambda: rig.upstream.waiting == 1, "the request on the replica")
+    rig.clock.advance(3.5)  # longer than the 3 s P95 target
+    rig.upstream.release()
+    assert (await slow)[0] == 200
+    signals = rig.runtime.signals(rig.pr(), rig.clock.now())
+    assert (signals.completions_total, signals.late_total) == (3, 1)

@@ -44,8 +44,10 @@ class ReplicaView:
 class PoolSignals:
     """One observation of a pool, taken by a driver at ``now_s``.
 
-    Counters (``arrivals_total``, ``completions_total``) are cumulative and monotonic so that policies can build
-    their own per-minute or windowed datapoints without the driver knowing their windows.
+    Counters (``arrivals_total``, ``completions_total``, ``late_total``) are cumulative and monotonic so that
+    policies can build their own per-minute or windowed datapoints without the driver knowing their windows.
+    ``late_total`` counts the completions whose end-to-end latency exceeded ``slo.latency_p95_s``: more than 5 %
+    of a window's completions late is a window whose P95 misses the SLO.
     """
 
     pool: str
@@ -57,6 +59,7 @@ class PoolSignals:
     completions_total: int = 0
     last_arrival_s: float | None = None
     cold_start_p90_s: float | None = None  # measured by the driver (store / cold-start model), if known
+    late_total: int = 0
 
     def count(self, state: ReplicaState) -> int:
         return sum(1 for r in self.replicas if r.state is state)

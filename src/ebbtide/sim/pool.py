@@ -81,7 +81,8 @@ class SimPool(SimFleet):
         self.preempt_rate_per_s = sim.spot_preemptions_per_hour / 3600.0 if self.spot else 0.0
         self.capacity = self.max_capacity = self.next_id = self.seq = self.ticks = 0
         self.arrivals = self.cold_starts = self.startup_failures = self.preemptions = self.max_queue = 0
-        self.completions = self.promotions = 0
+        self.completions = self.promotions = self.late = 0
+        self.late_after_s = cfg.slo.latency_p95_s
         self.cold_start_total_s = 0.0
         self.last_arrival_s: float | None = None
         self.actions: list[tuple[float, FleetAction]] = []  # the ordered fleet actions (differential test)
@@ -213,6 +214,7 @@ class SimPool(SimFleet):
         lat, ttft = res.m_lat.append, res.m_ttft.append
         service = self.service_s
         outcomes = run.outcomes
+        late_after_s, late = self.late_after_s, 0
         tokens = 0
         for _, _, arrival_s, first_token_s, output, started_s, cls in done:
             if cls < 0:
@@ -223,6 +225,8 @@ class SimPool(SimFleet):
                 first = latency
             lat(latency)
             ttft(first)
+            if latency > late_after_s:
+                late += 1
             tokens += output
             if outcomes is not None:
                 outcomes.append((arrival_s, 200))
@@ -235,6 +239,7 @@ class SimPool(SimFleet):
                 c.m_output_tokens += output
         res.m_output_tokens += tokens
         self.service_s = service
+        self.late += late
         self.completions += len(done) if self.rollout is None else sum(1 for d in done if d[6] >= 0)
 
     # -- events ----------------------------------------------------------------------------------------------
@@ -248,7 +253,8 @@ class SimPool(SimFleet):
         epoch = self.run.opt.start_epoch_s
         last = None if self.last_arrival_s is None else epoch + self.last_arrival_s
         signals = PoolSignals(self.spec.name, epoch + now_s, self.target.desired, tuple(self.views),
-                              len(self.queue), self.arrivals, self.completions, last, self.cold_start_p90_s)
+                              len(self.queue), self.arrivals, self.completions, last, self.cold_start_p90_s,
+                              self.late)
         decision, self.cstate = self.controller.decide(signals, self.cstate, epoch + now_s)
         if self is self.run.primary:
             self.run.mark(decision, now_s)

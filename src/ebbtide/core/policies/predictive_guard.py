@@ -24,6 +24,15 @@ requests in flight and how long requests stayed on the replicas. From those:
   W / W_ref. The fleet needs a cold start to follow, so the factor moves at most once per lead time + ``surge_s``;
   it relaxes the same way when busy replicas (at least half the concurrency) keep requests under W_ref, and is
   forgotten after ``slow_hold_s`` without a window to confirm it.
+- **late** (with ``watch_latency``): when more than 5 % of the requests that completed over the last 5 minutes
+  took longer than the SLO's P95 latency (the drivers count them: ``late_total``), that window's P95 missed. If
+  the replicas were not full meanwhile (no more in flight than ``concurrency_per_replica`` each: otherwise it is
+  the load guard's case), requests are slow at any batch, e.g. outputs that got longer, which Little's law cannot
+  show at a light load: one replica is added on top of what the forecast asks for, at most once per lead time +
+  ``surge_s`` and at most ``LATE_EXTRA_MAX``; one is taken off again after ``LATE_DECAY_S`` with at most 1 %
+  late (the P99 within the SLO: calm, not merely on time, so that the fleet does not hunt between N and N + 1).
+  An additive step, not a lower capacity per replica: at a light load a replica more shortens requests a little,
+  it does not serve proportionally more.
 - **hold**: never scale in below what the busiest of the last ``hold_s`` of rate windows needed.
 """
 
@@ -32,12 +41,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ebbtide.core.signals import PoolSignals, ReplicaState
 
 if TYPE_CHECKING:
-    from ebbtide.core.policies.predictive import PredictiveSpec as GuardSpec
+    from ebbtide.core.policies.predictive_spec import PredictiveSpec as GuardSpec
 
 __all__ = [
     "GuardState",
@@ -51,10 +60,18 @@ __all__ = [
     "restart_window",
     "slow_factor",
     "surge_rate",
+    "update_late",
     "update_slow",
 ]
 
+T = TypeVar("T")
 NO_SAMPLE = -1.0  # a window that says nothing about service time (no completions, or replicas over-full)
+LATE_SHARE = 0.05  # more than this share of a window's completions over the SLO latency: its P95 misses
+MIN_COMPLETIONS = 100  # fewer completions say nothing about a P95
+LATE_WINDOW_S = 300.0  # the late share is judged over this long: a P95 SLO window
+LATE_EXTRA_MAX = 1  # replicas the late guard may add on top of the forecast (1: chosen on seeds 100-103)
+LATE_DECAY_S = 1800.0  # calm this long: one added replica is taken off
+LATE_CALM = 0.01  # at most this share late (P99 within the SLO): calm
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +82,13 @@ class Tick:
     running: int  # running on ready replicas
     ready: int
     completions_total: int
+    late_total: int = 0
 
     @classmethod
     def of(cls, signals: PoolSignals) -> Tick:
         ready = [r for r in signals.replicas if r.state is ReplicaState.READY]
         running = sum(r.inflight for r in ready)
-        return cls(signals.outstanding, running, len(ready), signals.completions_total)
+        return cls(signals.outstanding, running, len(ready), signals.completions_total, signals.late_total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,33 +97,40 @@ class GuardState:
     loads: tuple[float, ...] = ()  # their mean requests in flight
     service: tuple[float, ...] = ()  # their W / W_ref (NO_SAMPLE: none), when the fleet was shown
     busy: tuple[float, ...] = ()  # their mean requests running per ready replica
+    late: tuple[tuple[int, int], ...] = ()  # their completions over the SLO latency, and all their completions
     misses: tuple[tuple[float, float], ...] = ()  # the last closed buckets' (actual, forecast), oldest first
     load_sum: float = 0.0  # this window's sums over its ticks
     running_sum: float = 0.0
     ready_sum: float = 0.0
     ticks: int = 0
     completions_at: int | None = None  # completions_total when this window began
+    late_at: int = 0  # late_total when this window began
     slow: float = 1.0  # capacity per replica is divided by this
     slow_at_s: float | None = None  # when ``slow`` last moved or was confirmed
+    late_extra: int = 0  # replicas the late guard adds on top of the forecast
+    late_at_s: float | None = None  # when it last added or took one off
+    calm_since_s: float | None = None  # since when the late share has stayed at most LATE_CALM
 
 
 def count_tick(g: GuardState, tick: Tick | None) -> GuardState:
     if tick is None:
         return g
-    began = tick.completions_total if g.completions_at is None else g.completions_at
+    fresh = g.completions_at is None
     return replace(
         g,
         load_sum=g.load_sum + tick.outstanding,
         running_sum=g.running_sum + tick.running,
         ready_sum=g.ready_sum + tick.ready,
         ticks=g.ticks + 1,
-        completions_at=began,
+        completions_at=tick.completions_total if fresh else g.completions_at,
+        late_at=tick.late_total if fresh else g.late_at,
     )
 
 
 def restart_window(g: GuardState, tick: Tick | None) -> GuardState:
     began = None if tick is None else tick.completions_total
-    return replace(g, load_sum=0.0, running_sum=0.0, ready_sum=0.0, ticks=0, completions_at=began)
+    late_at = g.late_at if tick is None else tick.late_total
+    return replace(g, load_sum=0.0, running_sum=0.0, ready_sum=0.0, ticks=0, completions_at=began, late_at=late_at)
 
 
 def close_window(spec: GuardSpec, g: GuardState, rate: float, span_s: float, tick: Tick | None, n: int) -> GuardState:
@@ -119,11 +144,13 @@ def close_window(spec: GuardSpec, g: GuardState, rate: float, span_s: float, tic
         if spec.concurrency_per_replica is not None and done_rps > 0 and busy <= spec.concurrency_per_replica:
             w_ref = spec.concurrency_per_replica / spec.capacity_per_replica_rps
             sample = running / done_rps / w_ref
+        late = (tick.late_total - g.late_at, tick.completions_total - g.completions_at)
         g = replace(
             g,
             loads=(*g.loads, g.load_sum / g.ticks)[-n:],
             service=(*g.service, sample)[-n:],
             busy=(*g.busy, busy)[-n:],
+            late=(*g.late, late)[-n:],
         )
     return restart_window(g, tick)
 
@@ -154,6 +181,30 @@ def update_slow(spec: GuardSpec, g: GuardState, now_s: float, settle_s: float) -
     return g
 
 
+def update_late(spec: GuardSpec, g: GuardState, now_s: float, settle_s: float) -> GuardState:
+    """Add a replica when the last ``LATE_WINDOW_S`` missed the P95 latency while the replicas were not full (at
+    most once per ``settle_s``); take one off after ``LATE_DECAY_S`` calm (and as long since the last change)."""
+    late = recent(spec, g.late, LATE_WINDOW_S)
+    n_late, n_done = sum(n for n, _ in late), sum(d for _, d in late)
+    if not spec.watch_latency or n_done < MIN_COMPLETIONS:
+        return g
+    since = math.inf if g.late_at_s is None else now_s - g.late_at_s
+    if n_late > LATE_SHARE * n_done:
+        g = replace(g, calm_since_s=None)
+        full = spec.concurrency_per_replica is not None and max(recent(spec, g.busy, LATE_WINDOW_S)) > (
+            spec.concurrency_per_replica
+        )
+        if full or since < settle_s or g.late_extra >= LATE_EXTRA_MAX:
+            return g
+        return replace(g, late_extra=g.late_extra + 1, late_at_s=now_s)
+    if n_late > LATE_CALM * n_done:
+        return replace(g, calm_since_s=None)
+    calm_since = now_s if g.calm_since_s is None else g.calm_since_s
+    if g.late_extra and now_s - calm_since >= LATE_DECAY_S and since >= LATE_DECAY_S:
+        return replace(g, late_extra=g.late_extra - 1, late_at_s=now_s, calm_since_s=calm_since)
+    return replace(g, calm_since_s=calm_since)
+
+
 def bias(spec: GuardSpec, misses: Sequence[tuple[float, float]]) -> float:
     """actual / forecast of the recent closed buckets when they show the forecast wrong, else 1."""
     drop = list(misses[-spec.drop_buckets :]) if spec.drop_buckets else []
@@ -171,7 +222,7 @@ def bias(spec: GuardSpec, misses: Sequence[tuple[float, float]]) -> float:
     return 1.0
 
 
-def recent(spec: GuardSpec, values: Sequence[float], seconds: float) -> Sequence[float]:
+def recent(spec: GuardSpec, values: Sequence[T], seconds: float) -> Sequence[T]:
     """The values of the rate windows that make up the last ``seconds`` (empty if fewer have closed)."""
     n = math.ceil(seconds / spec.rate_window_s - 1e-9)
     return values[-n:] if n > 0 and len(values) >= n else ()

@@ -59,6 +59,7 @@ class PoolRuntime:
     state: ControllerState
     arrivals_total: int = 0
     completions_total: int = 0
+    late_total: int = 0  # completions slower end to end than slo.latency_p95_s
     last_arrival_s: float | None = None
     paused: bool = False
     last_recorded: tuple[Any, ...] = field(default=())
@@ -261,6 +262,7 @@ class Runtime:
             completions_total=pr.completions_total,
             last_arrival_s=pr.last_arrival_s,
             cold_start_p90_s=self._cold_start_p90_s(pr),
+            late_total=pr.late_total,
         )
         return own if self.coordinator is None else self.coordinator.combine(own)
 

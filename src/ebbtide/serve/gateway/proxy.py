@@ -94,6 +94,8 @@ async def forward(
         raise
     finally:
         pr.completions_total += 1
+        if clock.monotonic() - started > runtime.cfg.slo.latency_p95_s:
+            pr.late_total += 1
         runtime.metrics.requests.labels(pr.spec.name, str(code)).inc()
 
 

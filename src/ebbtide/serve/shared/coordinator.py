@@ -266,6 +266,7 @@ class Coordinator:
     def _my_signals(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
         return {pr.name: {"at": now, "arrivals": pr.arrivals_total, "completions": pr.completions_total,
+                          "late": pr.late_total,
                           "queue": pr.fleet.broker.queue_depth, "last_arrival": pr.last_arrival_s,
                           "inflight": {r.replica_id: r.inflight for r in pr.fleet.live_replicas() if r.inflight}}
                 for pr in self._pools()}

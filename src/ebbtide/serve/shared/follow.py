@@ -86,20 +86,23 @@ class PeerTotals:
 
     arrivals: int = 0
     completions: int = 0
+    late: int = 0
     queue: int = 0
     inflight: dict[str, int] = field(default_factory=dict)
     last_arrival_s: float | None = None
-    seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # gateway -> its last (arrivals, completions)
+    seen: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # gateway -> last (arrivals, completions, late)
 
     def update(self, peers: dict[str, dict[str, Any]]) -> None:
         """Fold in fresh peer signals; a peer's counters only add their increase (a restarted peer starts at 0)."""
         self.queue, self.inflight, last = 0, {}, None
         for gw, data in peers.items():
             arrivals, completions = int(data["arrivals"]), int(data["completions"])
-            prev = self.seen.get(gw, (arrivals, completions))
+            late = int(data.get("late", 0))  # a gateway of an earlier version publishes no late count
+            prev = self.seen.get(gw, (arrivals, completions, late))
             self.arrivals += max(0, arrivals - prev[0])
             self.completions += max(0, completions - prev[1])
-            self.seen[gw] = (arrivals, completions)
+            self.late += max(0, late - prev[2])
+            self.seen[gw] = (arrivals, completions, late)
             self.queue += int(data["queue"])
             for rid, n in data["inflight"].items():
                 self.inflight[rid] = self.inflight.get(rid, 0) + int(n)
@@ -119,4 +122,5 @@ def combine(own: PoolSignals, peers: PeerTotals | None) -> PoolSignals:
     return replace(own, replicas=replicas, queue_depth=own.queue_depth + peers.queue,
                    arrivals_total=own.arrivals_total + peers.arrivals,
                    completions_total=own.completions_total + peers.completions,
+                   late_total=own.late_total + peers.late,
                    last_arrival_s=max(lasts) if lasts else None)
