@@ -63,8 +63,10 @@ def test_warmup_replay_leaves_predictive_where_simulating_the_warmup_days_would(
     simulated = full.cstate.policy_states[0]
     assert isinstance(controller.policies[0], PredictivePolicy)
     assert sum(simulated.seen) == 6 * 12 - 1  # 6 h of 5-minute buckets; the last is still open
-    fleet = {"loads": (), "service": (), "busy": (), "load_sum": 0.0, "running_sum": 0.0, "ready_sum": 0.0}
+    fleet = {"loads": (), "service": (), "busy": (), "load_sum": 0.0, "running_sum": 0.0, "ready_sum": 0.0,
+             "late": (), "late_at": 0, "calm_since_s": None}
     watched = replace(simulated.watch, ticks=0, completions_at=None, **fleet)
+    assert simulated.watch.late_extra == 0  # no request ran late: the late guard added nothing
     assert simulated.watch.loads and simulated.watch.rates  # the run did watch the fleet
     assert replayed == replace(simulated, watch=watched)
 
