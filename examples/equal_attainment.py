@@ -23,11 +23,6 @@ CONFIG = ROOT / "examples" / "seed-sagemaker.yaml"
 TARGETS = (600, 540, 480, 420, 360, 300, 240)
 
 
-def _seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-9")
@@ -41,11 +36,13 @@ def main() -> None:
     from ebbtide.plan.baselines import with_policies
     from ebbtide.plan.compare import measured_oracle, variants_for
     from ebbtide.plan.runner import Variant, load_scenario, run_jobs
+    from ebbtide.plan.seeds import parse_seeds
 
+    seeds = parse_seeds(args.seeds)
     began = time.perf_counter()
     jobs: list[tuple[Any, Variant]] = []
     oracle_cost: dict[int, float] = {}
-    for seed in _seeds(args.seeds):
+    for seed in seeds:
         scn = load_scenario(CONFIG, traffic="business-hours", days=args.days, warmup_days=args.warmup_days, seed=seed)
         mo = measured_oracle(scn)
         oracle_cost[seed] = mo.oracle.cost_usd
@@ -61,7 +58,7 @@ def main() -> None:
     runs = run_jobs(jobs, args.workers)
 
     rows = []
-    for seed in _seeds(args.seeds):
+    for seed in seeds:
         mine = [r for (scn, _), r in zip(jobs, runs, strict=True) if scn.options.seed == seed]
         pred, sweep = mine[0], mine[1:]
         equal = [r for r in sweep if r["slo_attainment"] >= pred["slo_attainment"]]

@@ -184,16 +184,17 @@ def update_slow(spec: GuardSpec, g: GuardState, now_s: float, settle_s: float) -
 def update_late(spec: GuardSpec, g: GuardState, now_s: float, settle_s: float) -> GuardState:
     """Add a replica when the last ``LATE_WINDOW_S`` missed the P95 latency while the replicas were not full (at
     most once per ``settle_s``); take one off after ``LATE_DECAY_S`` calm (and as long since the last change)."""
+    if not spec.watch_latency:
+        return g
     late = recent(spec, g.late, LATE_WINDOW_S)
     n_late, n_done = sum(n for n, _ in late), sum(d for _, d in late)
-    if not spec.watch_latency or n_done < MIN_COMPLETIONS:
+    if n_done < MIN_COMPLETIONS:
         return g
     since = math.inf if g.late_at_s is None else now_s - g.late_at_s
     if n_late > LATE_SHARE * n_done:
         g = replace(g, calm_since_s=None)
-        full = spec.concurrency_per_replica is not None and max(recent(spec, g.busy, LATE_WINDOW_S)) > (
-            spec.concurrency_per_replica
-        )
+        limit = spec.concurrency_per_replica
+        full = limit is not None and max(recent(spec, g.busy, LATE_WINDOW_S)) > limit
         if full or since < settle_s or g.late_extra >= LATE_EXTRA_MAX:
             return g
         return replace(g, late_extra=g.late_extra + 1, late_at_s=now_s)
