@@ -259,3 +259,47 @@ def test_a_running_replica_needed_again_within_a_cold_start_is_kept_not_restarte
     assert ask(plain(smooth_buckets=0, keep_s=300), capacity=3) == 1  # 13:15 is 13 min > 8 + 5 away
     # The default hold keeps what the busiest minute of the last 5 needed (12:59 ran at 30 req/s).
     assert ask(policy(smooth_buckets=0, keep_s=0), capacity=3) == 3
+
+
+WEEKDAYS_ALIKE = [["mon", "tue", "wed", "thu", "fri"], ["sat", "sun"]]
+
+
+def test_alike_days_forecast_tuesday_from_monday_where_weekdays_alone_know_nothing() -> None:
+    """One Monday of history: with alike weekdays Tuesday's 12:00 step is forecast one lead time ahead; without,
+    Tuesday has never been seen and the policy falls back to the recent rate (1 replica at 11:52)."""
+    rate = noon_step(UTC)
+    alike = Timeline(plain(alike_days=WEEKDAYS_ALIKE), at("2028-03-06 00:00"))  # a Monday
+    alone = Timeline(plain(), at("2028-03-06 00:00"))
+    assert alike.desired_at(at("2028-03-07 11:52"), rate) == 3
+    assert alone.desired_at(at("2028-03-07 11:52"), rate) == 1
+    assert "no history yet" in alone.policy.decide(signals(alone.arrivals, alone.now_s), alone.state,
+                                                  alone.now_s)[0].reason
+    # Saturday is in another group: Monday's noon does not teach it.
+    sat_noon = 5 * 96 + 48
+    assert not alike.policy.known(alike.state, sat_noon)
+
+
+def test_alike_days_demand_is_the_mean_of_the_days_seen() -> None:
+    """Monday's noon peaks at 30 req/s, Tuesday's at 50: Wednesday's noon slot (never seen) is forecast at 40,
+    and each day keeps its own learned demand."""
+    def rate(t: float) -> float:
+        local = datetime.fromtimestamp(t, UTC)
+        peak = 50.0 if local.weekday() == 1 else 30.0
+        return peak if 12 <= local.hour < 14 else 5.0
+
+    tl = Timeline(policy(smooth_buckets=0, alike_days=WEEKDAYS_ALIKE), at("2028-03-06 00:00"))
+    tl.run_until(at("2028-03-08 00:00"), rate)
+    mon_noon, tue_noon, wed_noon = 48, 96 + 48, 2 * 96 + 48
+    assert tl.state.profile[mon_noon] == pytest.approx(30.0)
+    assert tl.state.profile[tue_noon] == pytest.approx(50.0)
+    assert not tl.state.seen[wed_noon]
+    assert tl.policy.level(tl.state, wed_noon) == pytest.approx(40.0)
+    assert tl.policy.level(tl.state, mon_noon) == pytest.approx(40.0)
+
+
+def test_a_day_in_two_alike_groups_is_named() -> None:
+    with pytest.raises(ValidationError, match=r"(?s)alike_days.*fri: a day can be in one group only"):
+        PredictiveSpec.model_validate({"capacity_per_replica_rps": 10,
+                                       "alike_days": [["mon", "fri"], ["fri", "sat"]]})
+    with pytest.raises(ValidationError, match="alike_days"):
+        PredictiveSpec.model_validate({"capacity_per_replica_rps": 10, "alike_days": [["monday"]]})

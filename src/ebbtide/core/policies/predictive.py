@@ -2,17 +2,19 @@
 
 The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to
 ``tz``); a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the
-bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that
-demand across weeks (``week_weight`` for the newest week). A slot's forecast is the ``smooth_quantile`` of its
-demand and its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy sample of random burst
-timing; a median drops an isolated high or low bucket and keeps ramps and steps where they are, a higher quantile
-adds margin where neighbours disagree. Each tick it forecasts the highest of those levels over the buckets
-overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start), adds headroom = the ``error_quantile``
-of recent relative forecast errors and asks for ceil(demand × (1 + headroom) / ``capacity_per_replica_rps``). A
-running replica the forecast needs again within lead time + ``keep_s`` is kept rather than stopped and restarted
-(the oracle's rule). ``predictive_guard.py`` notices a forecast gone wrong (bias, surge, load, slower requests,
-hold) and corrects it. While any of the buckets has never been seen (less than a week of history) it falls back to
-a reactive estimate from the recent rate (``fallback: reactive``) or has no opinion.
+bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that demand
+across weeks (``week_weight`` for the newest week); with ``alike_days`` a slot's demand is the mean of those of
+its bucket on the days alike (five samples a week for Monday-Friday, not one). A slot's forecast is the
+``smooth_quantile`` of its demand and its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy
+sample of random burst timing; a median drops an isolated high or low bucket and keeps ramps and steps where they
+are, a higher quantile adds margin where neighbours disagree. Each tick it forecasts the highest of those levels
+over the buckets overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start), adds headroom = the
+``error_quantile`` of recent relative forecast errors and asks for ceil(demand × (1 + headroom) /
+``capacity_per_replica_rps``). A running replica the forecast needs again within lead time + ``keep_s`` is kept
+rather than stopped and restarted (the oracle's rule). ``predictive_guard.py`` notices a forecast gone wrong
+(bias, surge, load, slower requests, hold) and corrects it. While any of the buckets has never been seen (less
+than a week of history, or than a day alike) it falls back to a reactive estimate from the recent rate
+(``fallback: reactive``) or has no opinion.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from zoneinfo import ZoneInfo
 from ebbtide.core.policies import predictive_guard as guard
 from ebbtide.core.policies.base import Recommendation
 from ebbtide.core.policies.predictive_guard import GuardState, Tick
-from ebbtide.core.policies.predictive_spec import DAY_S, PredictiveSpec
+from ebbtide.core.policies.predictive_spec import DAY_S, WEEKDAYS, PredictiveSpec
 from ebbtide.core.signals import PoolSignals
 from ebbtide.core.standby import StandbyWish, TierOffer, choose_standby
 
@@ -69,6 +71,9 @@ class PredictivePolicy:
         self._tz = ZoneInfo(spec.tz)
         self.standby_offers: tuple[TierOffer, ...] = ()  # the pool's tiers, set by config.build_controller
         self._slots = 7 * DAY_S // spec.bucket_s
+        self._per_day = DAY_S // spec.bucket_s
+        group_of = {WEEKDAYS.index(d): tuple(WEEKDAYS.index(x) for x in g) for g in spec.alike_days for d in g}
+        self._alike = tuple(group_of.get(day, (day,)) for day in range(7))
         self._recent_n = max(1, math.ceil(max(spec.hold_s, spec.surge_s) / spec.rate_window_s))
         self._misses_n = max(1, spec.bias_buckets, spec.drop_buckets)
 
@@ -183,10 +188,11 @@ class PredictivePolicy:
         """Teach ``slot`` its new demand; returns what had been forecast for it (None: never seen)."""
         spec = self.spec
         forecast = None
-        if seen[slot]:
+        if self._known(seen, slot):
             forecast = self._level(profile, seen, slot)  # the error of what was forecast, smoothing included
             # Relative to at least one replica's capacity: a miss of 0.5 req/s overnight is not 50% headroom.
             errors.append(abs(rate - forecast) / max(forecast, spec.capacity_per_replica_rps))
+        if seen[slot]:
             profile[slot] = (1 - spec.week_weight) * profile[slot] + spec.week_weight * rate
         else:
             profile[slot] = rate
@@ -211,11 +217,27 @@ class PredictivePolicy:
     def level(self, state: PredictiveState, slot: int) -> float:
         return self._level(state.profile, state.seen, slot)
 
+    def known(self, state: PredictiveState, slot: int) -> bool:
+        return self._known(state.seen, slot)
+
+    def _alike_slots(self, slot: int) -> list[int]:
+        """The slot's bucket on each day of its ``alike_days`` group (just the slot when it has none)."""
+        day, bucket = divmod(slot, self._per_day)
+        return [d * self._per_day + bucket for d in self._alike[day]]
+
+    def _known(self, seen: Sequence[int], slot: int) -> bool:
+        return any(seen[s] for s in self._alike_slots(slot))
+
+    def _demand(self, profile: Sequence[float], seen: Sequence[int], slot: int) -> float:
+        """The slot's learned demand: the mean over the days alike that have been seen."""
+        values = [profile[s] for s in self._alike_slots(slot) if seen[s]]
+        return sum(values) / len(values) if values else profile[slot]
+
     def _level(self, profile: Sequence[float], seen: Sequence[int], slot: int) -> float:
-        """The slot's demand, median-filtered over ``smooth_buckets`` seen neighbours either side."""
+        """The slot's demand, median-filtered over ``smooth_buckets`` known neighbours either side."""
         k = self.spec.smooth_buckets
         near = [(slot + d) % self._slots for d in range(-k, k + 1)]
-        values = sorted(profile[s] for s in near if seen[s])
+        values = sorted(self._demand(profile, seen, s) for s in near if self._known(seen, s))
         if not values:
             return profile[slot]
         # Linear interpolation between order statistics; 0.5 is the median.
@@ -241,7 +263,7 @@ class PredictivePolicy:
         coming forecast ``ahead`` scaled by how far the recent past ran above its own (at most ``surge_max``)."""
         spec = self.spec
         slots = self.window_slots(now_s - spec.surge_s, spec.surge_s)
-        level = max((self.level(state, s) for s in slots if state.seen[s]), default=0.0) * scale
+        level = max((self.level(state, s) for s in slots if self.known(state, s)), default=0.0) * scale
         rate = guard.surge_rate(spec, state.watch.rates, level * (1 + room))
         if rate is None:
             return None
@@ -256,7 +278,7 @@ class PredictivePolicy:
         if capacity <= need:
             return need
         keep_s = lead_s if self.spec.keep_s is None else self.spec.keep_s
-        ahead = [s for s in self.window_slots(now_s, lead_s + keep_s) if state.seen[s]]
+        ahead = [s for s in self.window_slots(now_s, lead_s + keep_s) if self.known(state, s)]
         later = max((self.level(state, s) for s in ahead), default=0.0) * scale
         return max(need, min(capacity, self.replicas_for(later, self.headroom(state))))
 
@@ -265,7 +287,7 @@ class PredictivePolicy:
     ) -> Recommendation:
         spec, g = self.spec, state.watch
         window = self.window_slots(now_s, lead_s)
-        if not all(state.seen[s] for s in window):
+        if not all(self.known(state, s) for s in window):
             return self._fallback(state, signals.arrivals_total, now_s)
         bias, room, slow = guard.bias(spec, g.misses), self.headroom(state), guard.slow_factor(spec, g, now_s)
         rate = max(self.level(state, s) for s in window) * bias

@@ -11,9 +11,11 @@ from ebbtide.core.policies.base import PolicySpec, TimeZone
 if TYPE_CHECKING:
     from ebbtide.core.policies.predictive import PredictivePolicy
 
-__all__ = ["DAY_S", "PredictiveSpec"]
+__all__ = ["DAY_S", "WEEKDAYS", "PredictiveSpec"]
 
 DAY_S = 86_400
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class PredictiveSpec(PolicySpec):
@@ -34,6 +36,11 @@ class PredictiveSpec(PolicySpec):
     )
     tz: TimeZone = Field("UTC", description="IANA time zone of the weekday and time of day.")
     week_weight: float = Field(0.5, gt=0, le=1, description="Weight of the newest week in a mean.")
+    alike_days: list[list[Weekday]] = Field(
+        default_factory=list, description="Groups of weekdays whose traffic is alike (e.g. [[mon, tue, wed, thu, "
+        "fri], [sat, sun]]): a slot's demand is the mean of its bucket over the group's days seen, so a week "
+        "teaches each bucket five samples instead of one. A day in no group stands alone.",
+    )
     error_quantile: float = Field(0.3, gt=0, le=1, description="Quantile of recent errors → headroom.")
     error_buckets: int = Field(96, ge=1, description="How many recent buckets' errors set the headroom.")
     max_headroom: float = Field(1.0, ge=0, description="Cap on the headroom, as a fraction of the forecast.")
@@ -99,6 +106,15 @@ class PredictiveSpec(PolicySpec):
         "finished later than the SLO's P95 latency while replicas were not full; off again after 30 min with at "
         "most 1% late.",
     )
+
+    @field_validator("alike_days")
+    @classmethod
+    def _each_day_once(cls, value: list[list[str]]) -> list[list[str]]:
+        days = [d for group in value for d in group]
+        twice = sorted({d for d in days if days.count(d) > 1}, key=WEEKDAYS.index)
+        if twice:
+            raise ValueError(f"{', '.join(twice)}: a day can be in one group only")
+        return value
 
     @field_validator("bucket_s")
     @classmethod
