@@ -82,16 +82,17 @@ def main() -> None:
     runs = run_jobs(jobs, args.workers)
 
     rows = []
-    print(f"{'setting':<48} {'x oracle mean (worst)':>22} {'SLO mean (worst)':>20}")
+    print(f"{'setting':<48} {'$/day mean':>11} {'x oracle mean (worst)':>22} {'SLO mean (worst)':>20}")
     for i, setting in enumerate(settings):
         mine = runs[i :: len(settings)]
         ratios = [r["cost_usd"] / oracle_cost[s] for r, s in zip(mine, seeds, strict=True)]
         slos = [r["slo_attainment"] for r in mine]
-        row = {"setting": setting, "ratio_mean": round(sum(ratios) / len(ratios), 4),
-               "ratio_worst": round(max(ratios), 4), "slo_mean": round(sum(slos) / len(slos), 4),
-               "slo_worst": round(min(slos), 4)}
+        per_day = sum(r["cost_usd"] for r in mine) / len(mine) / args.days
+        row = {"setting": setting, "usd_per_day_mean": round(per_day, 2),
+               "ratio_mean": round(sum(ratios) / len(ratios), 4), "ratio_worst": round(max(ratios), 4),
+               "slo_mean": round(sum(slos) / len(slos), 4), "slo_worst": round(min(slos), 4)}
         rows.append(row)
-        print(f"{json.dumps(setting):<48} {row['ratio_mean']:>12.3f} ({row['ratio_worst']:.3f}) "
+        print(f"{json.dumps(setting):<48} {per_day:>11,.2f} {row['ratio_mean']:>12.3f} ({row['ratio_worst']:.3f}) "
               f"{row['slo_mean']:>12.2%} ({row['slo_worst']:.2%})")
     if args.out is not None:
         args.out.write_text(json.dumps({"config": str(args.config), "seeds": seeds, "variant": args.variant,
