@@ -71,9 +71,14 @@ class PredictivePolicy:
         self._tz = ZoneInfo(spec.tz)
         self.standby_offers: tuple[TierOffer, ...] = ()  # the pool's tiers, set by config.build_controller
         self._slots = 7 * DAY_S // spec.bucket_s
-        self._per_day = DAY_S // spec.bucket_s
+        per_day = DAY_S // spec.bucket_s
         group_of = {WEEKDAYS.index(d): tuple(WEEKDAYS.index(x) for x in g) for g in spec.alike_days for d in g}
-        self._alike = tuple(group_of.get(day, (day,)) for day in range(7))
+        # Per slot: the same bucket on each day of its alike_days group (the slot alone when it has none).
+        self._alike_slots = tuple(
+            tuple(d * per_day + bucket for d in group_of.get(day, (day,)))
+            for day in range(7)
+            for bucket in range(per_day)
+        )
         self._recent_n = max(1, math.ceil(max(spec.hold_s, spec.surge_s) / spec.rate_window_s))
         self._misses_n = max(1, spec.bias_buckets, spec.drop_buckets)
 
@@ -220,17 +225,12 @@ class PredictivePolicy:
     def known(self, state: PredictiveState, slot: int) -> bool:
         return self._known(state.seen, slot)
 
-    def _alike_slots(self, slot: int) -> list[int]:
-        """The slot's bucket on each day of its ``alike_days`` group (just the slot when it has none)."""
-        day, bucket = divmod(slot, self._per_day)
-        return [d * self._per_day + bucket for d in self._alike[day]]
-
     def _known(self, seen: Sequence[int], slot: int) -> bool:
-        return any(seen[s] for s in self._alike_slots(slot))
+        return any(seen[s] for s in self._alike_slots[slot])
 
     def _demand(self, profile: Sequence[float], seen: Sequence[int], slot: int) -> float:
         """The slot's learned demand: the mean over the days alike that have been seen."""
-        values = [profile[s] for s in self._alike_slots(slot) if seen[s]]
+        values = [profile[s] for s in self._alike_slots[slot] if seen[s]]
         return sum(values) / len(values) if values else profile[slot]
 
     def _level(self, profile: Sequence[float], seen: Sequence[int], slot: int) -> float:
