@@ -34,19 +34,16 @@ def main() -> None:
 
     from ebbtide.core.policies.target_tracking import TargetTrackingSpec
     from ebbtide.plan.baselines import with_policies
-    from ebbtide.plan.compare import measured_oracle, variants_for
-    from ebbtide.plan.runner import Variant, load_scenario, run_jobs
-    from ebbtide.plan.seeds import parse_seeds
+    from ebbtide.plan.runner import Variant, run_jobs
+    from ebbtide.plan.seeds import parse_seeds, seed_runs
 
     seeds = parse_seeds(args.seeds)
     began = time.perf_counter()
     jobs: list[tuple[Any, Variant]] = []
-    oracle_cost: dict[int, float] = {}
-    for seed in seeds:
-        scn = load_scenario(CONFIG, traffic="business-hours", days=args.days, warmup_days=args.warmup_days, seed=seed)
-        mo = measured_oracle(scn)
-        oracle_cost[seed] = mo.oracle.cost_usd
-        by_name = {v.name: v for v in variants_for(scn, mo.policy_throughput)}
+    measured = seed_runs(CONFIG, seeds, traffic="business-hours", days=args.days, warmup_days=args.warmup_days)
+    oracle_cost = {sr.seed: sr.oracle.oracle.cost_usd for sr in measured}
+    for sr in measured:
+        scn, by_name = sr.scenario, sr.variants
         jobs.append((scn, by_name["predictive"]))
         sagemaker = by_name["sagemaker (seed 000)"].pool
         for target in TARGETS:

@@ -76,44 +76,37 @@ def main() -> None:
     from ebbtide.core.policies.schedule import ScheduleSpec
     from ebbtide.core.standby import StandbySpec
     from ebbtide.plan.baselines import with_policies
-    from ebbtide.plan.compare import measured_oracle, variants_for
-    from ebbtide.plan.runner import Variant, cold_start_quantile_s, load_scenario, run_jobs
-    from ebbtide.plan.seeds import parse_seeds
+    from ebbtide.plan.runner import Variant, cold_start_quantile_s, run_jobs
+    from ebbtide.plan.seeds import parse_seeds, seed_runs, spread_of
     from ebbtide.sim.traffic import BusinessHours
 
     seeds = parse_seeds(args.seeds)
     began = time.perf_counter()
     jobs: list[tuple[Any, Variant]] = []
-    oracle_cost: dict[int, float] = {}
-    for seed in seeds:
-        scn = load_scenario(CONFIG, traffic="business-hours", days=1, warmup_days=7, seed=seed)
+    measured = seed_runs(CONFIG, seeds, traffic="business-hours", days=1, warmup_days=7)
+    for sr in measured:
+        scn = sr.scenario
         if not isinstance(scn.traffic, BusinessHours):
             raise SystemExit(f"{CONFIG}: needs the business-hours profile, got {scn.traffic.name}")
-        mo = measured_oracle(scn)
-        oracle_cost[seed] = mo.oracle.cost_usd
-        by_name = {v.name: v for v in variants_for(scn, mo.policy_throughput)}
-        jobs += [(scn, by_name[name]) for name in PREDICTIVE]
+        jobs += [(scn, sr.variants[name]) for name in PREDICTIVE]
         bounds = (scn.pool.scaling.min_replicas, scn.pool.scaling.max_replicas)
         lead = cold_start_quantile_s(scn.cold, 0.9)
         for margin in MARGINS:
-            actions = schedule_actions(scn.traffic.mean_rps, margin, mo.policy_rps, lead, bounds)
+            actions = schedule_actions(scn.traffic.mean_rps, margin, sr.oracle.policy_rps, lead, bounds)
             policy = ScheduleSpec.model_validate({"tz": scn.tz, "actions": actions})
             pool = with_policies(scn.pool, [policy], standby=StandbySpec())
             jobs.append((scn, Variant(f"known mean x{margin:.1f}", pool)))
     runs = run_jobs(jobs, args.workers)
+    oracle_costs = [sr.oracle.oracle.cost_usd for sr in measured]
 
     names = [v.name for _, v in jobs[: len(jobs) // len(seeds)]]
     rows = []
     print(f"{'variant':<24} {'x oracle mean (worst)':>22} {'SLO mean (worst)':>20}")
     for i, name in enumerate(names):
-        mine = runs[i :: len(names)]
-        ratios = [r["cost_usd"] / oracle_cost[s] for r, s in zip(mine, seeds, strict=True)]
-        slos = [r["slo_attainment"] for r in mine]
-        rows.append({"name": name, "ratio_mean": round(sum(ratios) / len(ratios), 4),
-                     "ratio_worst": round(max(ratios), 4), "slo_mean": round(sum(slos) / len(slos), 4),
-                     "slo_worst": round(min(slos), 4), "per_seed": [
-                         {"seed": s, "ratio": round(x, 4), "slo": y} for s, x, y in zip(seeds, ratios, slos,
-                                                                                        strict=True)]})
+        spread = spread_of(runs[i :: len(names)], oracle_costs)
+        ratios, slos = spread.pop("ratios"), spread.pop("slos")
+        rows.append({"name": name, **spread, "per_seed": [
+            {"seed": s, "ratio": round(x, 4), "slo": y} for s, x, y in zip(seeds, ratios, slos, strict=True)]})
         print(f"{name:<24} {rows[-1]['ratio_mean']:>12.3f} ({rows[-1]['ratio_worst']:.3f}) "
               f"{rows[-1]['slo_mean']:>12.2%} ({rows[-1]['slo_worst']:.2%})")
     known = [r for r in rows if r["name"].startswith("known mean")]

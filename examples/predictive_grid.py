@@ -62,38 +62,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from ebbtide.plan.compare import measured_oracle, variants_for
-    from ebbtide.plan.runner import Variant, load_scenario, run_jobs
-    from ebbtide.plan.seeds import parse_seeds
+    from ebbtide.plan.runner import Variant, run_jobs
+    from ebbtide.plan.seeds import parse_seeds, seed_runs, spread_of
 
     seeds, grid = parse_seeds(args.seeds), parse_grid(args.grid)
     settings = combos(grid)
     began = time.perf_counter()
     jobs: list[tuple[Any, Variant]] = []
-    oracle_cost: dict[int, float] = {}
-    for seed in seeds:
-        scn = load_scenario(args.config, days=args.days, warmup_days=args.warmup_days, seed=seed)
-        mo = measured_oracle(scn)
-        oracle_cost[seed] = mo.oracle.cost_usd
-        yours = [v for v in variants_for(scn, mo.policy_throughput)[:4] if args.variant in v.name]
+    measured = seed_runs(args.config, seeds, days=args.days, warmup_days=args.warmup_days)
+    for sr in measured:
+        yours = [v for v in list(sr.variants.values())[:4] if args.variant in v.name]
         if not yours:
             raise SystemExit(f"no variant of the pool matches {args.variant!r}")
-        jobs += [(scn, Variant(str(s), with_settings(yours[0].pool, s))) for s in settings]
+        jobs += [(sr.scenario, Variant(str(s), with_settings(yours[0].pool, s))) for s in settings]
     runs = run_jobs(jobs, args.workers)
+    oracle_costs = [sr.oracle.oracle.cost_usd for sr in measured]
 
     rows = []
     print(f"{'setting':<48} {'$/day mean':>11} {'x oracle mean (worst)':>22} {'SLO mean (worst)':>20}")
     for i, setting in enumerate(settings):
-        mine = runs[i :: len(settings)]
-        ratios = [r["cost_usd"] / oracle_cost[s] for r, s in zip(mine, seeds, strict=True)]
-        slos = [r["slo_attainment"] for r in mine]
-        per_day = sum(r["cost_usd"] for r in mine) / len(mine) / args.days
-        row = {"setting": setting, "usd_per_day_mean": round(per_day, 2),
-               "ratio_mean": round(sum(ratios) / len(ratios), 4), "ratio_worst": round(max(ratios), 4),
-               "slo_mean": round(sum(slos) / len(slos), 4), "slo_worst": round(min(slos), 4)}
+        spread = spread_of(runs[i :: len(settings)], oracle_costs, args.days)
+        del spread["ratios"], spread["slos"]
+        row = {"setting": setting, **spread}
         rows.append(row)
-        print(f"{json.dumps(setting):<48} {per_day:>11,.2f} {row['ratio_mean']:>12.3f} ({row['ratio_worst']:.3f}) "
-              f"{row['slo_mean']:>12.2%} ({row['slo_worst']:.2%})")
+        print(f"{json.dumps(setting):<48} {row['usd_per_day_mean']:>11,.2f} {row['ratio_mean']:>12.3f} "
+              f"({row['ratio_worst']:.3f}) {row['slo_mean']:>12.2%} ({row['slo_worst']:.2%})")
     if args.out is not None:
         args.out.write_text(json.dumps({"config": str(args.config), "seeds": seeds, "variant": args.variant,
                                         "rows": rows, "wall_s": round(time.perf_counter() - began, 1)},

@@ -112,3 +112,28 @@ def test_simulate_compare_and_tune_share_every_traffic_flag() -> None:
     }
     for command in (group.commands["simulate"], plan.commands["compare"], plan.commands["tune"]):
         assert shared <= _flags(command)
+
+
+def test_seed_runs_are_the_comparisons_oracle_and_variants_and_spread_of_summarises_them() -> None:
+    from ebbtide.plan.runner import load_scenario, run_jobs
+    from ebbtide.plan.seeds import seed_runs, spread_of
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "seed-sagemaker.yaml"
+    kw: dict[str, Any] = {"days": 1 / 24, "warmup_days": 0, "start": "2028-02-23T08:30"}
+    measured = seed_runs(config, [0, 1], **kw)
+    assert [sr.seed for sr in measured] == [0, 1]
+    single = compare(load_scenario(config, seed=1, **kw), workers=1).result
+    assert measured[1].oracle.oracle.cost_usd == pytest.approx(single["oracle"]["cost_usd"], abs=0.005)  # rounded
+    assert list(measured[1].variants) == [p["name"] for p in single["policies"]]
+
+    name = "predictive"
+    runs = run_jobs([(sr.scenario, sr.variants[name]) for sr in measured], workers=1)
+    costs = [sr.oracle.oracle.cost_usd for sr in measured]
+    spread = spread_of(runs, costs, days=1 / 24)
+    ratios = [r["cost_usd"] / c for r, c in zip(runs, costs, strict=True)]
+    assert spread["ratio_mean"] == pytest.approx(sum(ratios) / 2, abs=1e-4)
+    assert spread["ratio_worst"] == pytest.approx(max(ratios), abs=1e-4)
+    assert spread["slo_worst"] == pytest.approx(min(r["slo_attainment"] for r in runs), abs=1e-4)
+    assert spread["usd_per_day_mean"] == pytest.approx(sum(r["cost_usd"] for r in runs) / 2 * 24, abs=0.01)
+    single_run = next(p for p in single["policies"] if p["name"] == name)
+    assert runs[1]["cost_usd"] == pytest.approx(single_run["cost_usd"])

@@ -15,15 +15,17 @@ import multiprocessing
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ebbtide.plan.compare import MeasuredOracle, comparison_json, measured_oracle, variants_for
-from ebbtide.plan.runner import DAY_S, Scenario, run_jobs
+from ebbtide.plan.runner import DAY_S, Scenario, Variant, load_scenario, run_jobs
 
-__all__ = ["PER_DAY_COLUMNS", "SeedsError", "compare_seeds", "parse_seeds", "with_seed"]
+__all__ = ["PER_DAY_COLUMNS", "SeedRuns", "SeedsError", "compare_seeds", "parse_seeds", "seed_runs", "spread_of",
+           "with_seed"]
 
 PER_DAY_COLUMNS = ("seed", "day", "date", "policy", "cost_usd", "oracle_cost_usd", "ratio_to_oracle", "slo_attainment")
 MAX_SEEDS = 1000
@@ -51,6 +53,42 @@ def parse_seeds(text: str) -> list[int]:
 
 def with_seed(scn: Scenario, seed: int) -> Scenario:
     return replace(scn, options=replace(scn.options, seed=seed))
+
+
+@dataclass(frozen=True, slots=True)
+class SeedRuns:
+    """One seed's scenario, its measured oracle and the comparison's variants by name (for scripts that build
+    their own variants beside them, as ``examples/`` do)."""
+
+    seed: int
+    scenario: Scenario
+    oracle: MeasuredOracle
+    variants: dict[str, Variant]
+
+
+def seed_runs(config: Path, seeds: list[int], **scenario: Any) -> list[SeedRuns]:
+    """Load ``config`` once per seed (``scenario``: ``load_scenario``'s keywords) and measure its oracle."""
+    out = []
+    for seed in seeds:
+        scn = load_scenario(config, seed=seed, **scenario)
+        mo = measured_oracle(scn)
+        out.append(SeedRuns(seed, scn, mo, {v.name: v for v in variants_for(scn, mo.policy_throughput)}))
+    return out
+
+
+def spread_of(runs: list[dict[str, Any]], oracle_costs: list[float], days: float = 1.0) -> dict[str, Any]:
+    """Mean and worst over seeds of one variant's runs (one per seed, in the order of ``oracle_costs``)."""
+    ratios = [r["cost_usd"] / cost for r, cost in zip(runs, oracle_costs, strict=True)]
+    slos = [r["slo_attainment"] for r in runs]
+    return {
+        "usd_per_day_mean": round(_mean([r["cost_usd"] for r in runs]) / days, 2),
+        "ratio_mean": round(_mean(ratios), 4),
+        "ratio_worst": round(max(ratios), 4),
+        "slo_mean": round(_mean(slos), 4),
+        "slo_worst": round(min(slos), 4),
+        "ratios": ratios,
+        "slos": slos,
+    }
 
 
 def _oracles(scns: list[Scenario], workers: int) -> list[MeasuredOracle]:
