@@ -303,3 +303,38 @@ def test_a_day_in_two_alike_groups_is_named() -> None:
                                        "alike_days": [["mon", "fri"], ["fri", "sat"]]})
     with pytest.raises(ValidationError, match="alike_days"):
         PredictiveSpec.model_validate({"capacity_per_replica_rps": 10, "alike_days": [["monday"]]})
+
+
+def alternate_bursts(t: float) -> float:
+    """2 req/s overnight with one minute at 8 in each bucket (too quiet to teach bursts); from 06:00 20 req/s with one
+    minute at 40 in every other 15-minute bucket."""
+    local = datetime.fromtimestamp(t, UTC)
+    minute_of_bucket, bucket = local.minute % 15, (local.hour * 60 + local.minute) // 15
+    if local.hour < 6:
+        return 8.0 if minute_of_bucket == 3 else 2.0
+    return 40.0 if minute_of_bucket == 3 and bucket % 2 == 0 else 20.0
+
+
+def test_burst_quantile_learns_each_slots_mean_and_one_pooled_burst_factor() -> None:
+    """With burst_quantile a slot learns its bucket's mean (a quiet slot 20 req/s, a bursty one 21.3), bursts are
+    the quantile of the busy buckets' peak/mean ratios (1.0 or 40 / 21.3 = 1.875; the overnight 2 req/s buckets
+    do not count), and every slot is forecast at its mean × that factor. Without it a quiet slot learns 20 (its own
+    minute peak) and is forecast at 20."""
+    start = at("2028-03-06 00:00")
+    pooled = Timeline(policy(smooth_buckets=0, burst_quantile=0.75), start)
+    pooled.run_until(start + DAY_S, alternate_bursts)
+    quiet, bursty = 6 * 4 + 1, 6 * 4  # Monday 06:15 and 06:00
+    burst = 40 / ((14 * 20 + 40) / 15)
+    assert pooled.state.profile[quiet] == pytest.approx(20.0)
+    assert pooled.state.profile[bursty] == pytest.approx((14 * 20 + 40) / 15)
+    assert sorted({round(r, 3) for r in pooled.state.bursts}) == [1.0, round(burst, 3)]
+    assert pooled.policy.burst_factor(pooled.state) == pytest.approx(burst)
+    assert pooled.policy.level(pooled.state, quiet) == pytest.approx(20 * burst)
+    low = PredictiveSpec.model_validate({**pooled.policy.spec.model_dump(), "burst_quantile": 0.25}).build()
+    assert low.burst_factor(pooled.state) == pytest.approx(1.0)
+
+    peaks = Timeline(policy(smooth_buckets=0), start)
+    peaks.run_until(start + DAY_S, alternate_bursts)
+    assert peaks.state.profile[quiet] == pytest.approx(20.0)
+    assert peaks.state.profile[bursty] == pytest.approx(40.0)
+    assert peaks.policy.level(peaks.state, quiet) == pytest.approx(20.0)

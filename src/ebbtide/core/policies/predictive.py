@@ -1,20 +1,22 @@
 """``predictive``: provision now for the arrivals a learned weekly profile expects one cold start from now.
 
-The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to
-``tz``); a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the
-bursts inside a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that demand
-across weeks (``week_weight`` for the newest week); with ``alike_days`` a slot's demand is the mean of those of
-its bucket on the days alike (five samples a week for Monday-Friday, not one). A slot's forecast is the
-``smooth_quantile`` of its demand and its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy
-sample of random burst timing; a median drops an isolated high or low bucket and keeps ramps and steps where they
-are, a higher quantile adds margin where neighbours disagree. Each tick it forecasts the highest of those levels
+The policy counts arrivals (``PoolSignals.arrivals_total``) per time-of-day bucket (``bucket_s``, local to ``tz``);
+a bucket's demand is its highest arrival rate over ``rate_window_s`` (1 min: capacity must absorb the bursts inside
+a bucket, not its mean). Per weekday × bucket it keeps an exponentially weighted mean of that demand across weeks
+(``week_weight`` for the newest week); with ``alike_days`` a slot's demand is the mean of those of its bucket on the
+days alike (five samples a week for Monday-Friday, not one). A slot's forecast is the ``smooth_quantile`` of its
+demand and its ``smooth_buckets`` neighbours either side: one bucket's peak is a noisy sample of random burst
+timing; a median drops an isolated high or low bucket and keeps ramps and steps where they are, a higher quantile
+adds margin where neighbours disagree. With ``burst_quantile`` a slot learns its bucket's mean rate instead (a
+steadier sample: every arrival counts, not one minute's) and a forecast is that mean times the ``burst_quantile`` of
+the recent buckets' peak-to-mean ratios, pooled across slots. Each tick it forecasts the highest of those levels
 over the buckets overlapping ``[now, now + lead_time_s]`` (lead time = the p90 cold start), adds headroom = the
 ``error_quantile`` of recent relative forecast errors and asks for ceil(demand × (1 + headroom) /
 ``capacity_per_replica_rps``). A running replica the forecast needs again within lead time + ``keep_s`` is kept
-rather than stopped and restarted (the oracle's rule). ``predictive_guard.py`` notices a forecast gone wrong
-(bias, surge, load, slower requests, hold) and corrects it. While any of the buckets has never been seen (less
-than a week of history, or than a day alike) it falls back to a reactive estimate from the recent rate
-(``fallback: reactive``) or has no opinion.
+rather than stopped and restarted (the oracle's rule). ``predictive_guard.py`` notices a forecast gone wrong (bias,
+surge, load, slower requests, hold) and corrects it. While any of the buckets has never been seen (less than a week
+of history, or than a day alike) it falls back to a reactive estimate from the recent rate (``fallback: reactive``)
+or has no opinion.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class PredictiveState:
     profile: tuple[float, ...] = ()
     seen: tuple[int, ...] = ()
     errors: tuple[float, ...] = ()
+    bursts: tuple[float, ...] = ()  # recent busy buckets' peak / mean rate (burst_quantile)
     last_rate_rps: float | None = None
     watch: GuardState = field(default_factory=GuardState)  # recent windows and buckets: is the forecast wrong?
 
@@ -145,12 +148,16 @@ class PredictivePolicy:
         assert state.bucket_start_s is not None
         elapsed = now_s - state.counted_from_s
         mean = (arrivals_total - state.arrivals_at_start) / elapsed if elapsed > 0 else 0.0
-        rate = max(mean, state.peak_rps)
+        peak = max(mean, state.peak_rps)
+        rate = peak if spec.burst_quantile is None else mean
         profile, seen, errors = list(state.profile), list(state.seen), list(state.errors)
+        bursts = list(state.bursts)
         misses: list[tuple[float, float | None]] = []
         # Ticks may skip whole buckets (a paused loop): each one that ended gets the demand seen over the gap.
         n_closed = min(int((now_s - state.bucket_start_s) // spec.bucket_s), self._slots)
         covered = elapsed >= 0.5 * (now_s - state.bucket_start_s)  # a first bucket joined late is not learned
+        if covered and mean >= 0.5 * spec.capacity_per_replica_rps:  # a quiet bucket's peak is Poisson noise
+            bursts.append(peak / mean)
         for k in range(n_closed if covered else 0):
             slot, _ = slot_of(state.bucket_start_s + k * spec.bucket_s + 1e-3, self._tz, spec.bucket_s)
             forecast = self._learn(slot, rate, profile, seen, errors)
@@ -160,7 +167,8 @@ class PredictivePolicy:
             profile=tuple(profile),
             seen=tuple(seen),
             errors=tuple(errors[-spec.error_buckets :]),
-            last_rate_rps=rate,
+            bursts=tuple(bursts[-spec.error_buckets :]),
+            last_rate_rps=peak,
             watch=replace(state.watch, misses=self._misses(state.watch.misses, misses)),
         )
         return self._start_counting(arrivals_total, learned, now_s)
@@ -220,7 +228,14 @@ class PredictivePolicy:
                 return slots
 
     def level(self, state: PredictiveState, slot: int) -> float:
-        return self._level(state.profile, state.seen, slot)
+        """The demand forecast for ``slot``: its learned level, times the burst factor when slots learn means."""
+        return self._level(state.profile, state.seen, slot) * self.burst_factor(state)
+
+    def burst_factor(self, state: PredictiveState) -> float:
+        """The ``burst_quantile`` of recent peak-to-mean ratios (1 when slots learn peaks, or none is known)."""
+        if self.spec.burst_quantile is None or not state.bursts:
+            return 1.0
+        return _quantile(state.bursts, self.spec.burst_quantile)
 
     def known(self, state: PredictiveState, slot: int) -> bool:
         return self._known(state.seen, slot)
@@ -249,9 +264,7 @@ class PredictivePolicy:
     def headroom(self, state: PredictiveState) -> float:
         if not state.errors:
             return 0.0
-        ordered = sorted(state.errors)
-        rank = max(1, math.ceil(self.spec.error_quantile * len(ordered) - 1e-9))
-        return min(ordered[rank - 1], self.spec.max_headroom)
+        return min(_quantile(state.errors, self.spec.error_quantile), self.spec.max_headroom)
 
     def replicas_for(self, rate_rps: float, headroom: float) -> int:
         return math.ceil(rate_rps * (1 + headroom) / self.spec.capacity_per_replica_rps - 1e-9)
@@ -328,3 +341,9 @@ class PredictivePolicy:
         return Recommendation(
             self.name, need, f"no history yet: recent {rate:.1f} req/s / {cap:g} per replica (reactive)"
         )
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (non-empty) as the ceil(q × n)-th smallest: one of the values seen."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]

@@ -34,6 +34,12 @@ class PredictiveSpec(PolicySpec):
         gt=0,
         description="A bucket's demand = its highest rate over windows this long (bucket_s: mean).",
     )
+    burst_quantile: float | None = Field(
+        None, gt=0, le=1, description="None: each slot learns its bucket's highest rate (rate_window_s). Set: each "
+        "slot learns its bucket's mean rate (many more arrivals, so a steadier sample) and a forecast is that "
+        "mean × this quantile of the recent buckets' highest-to-mean ratios (pooled over the last error_buckets "
+        "buckets carrying at least half a replica's capacity): bursts are learned once for all slots.",
+    )
     tz: TimeZone = Field("UTC", description="IANA time zone of the weekday and time of day.")
     week_weight: float = Field(0.5, gt=0, le=1, description="Weight of the newest week in a mean.")
     alike_days: list[list[Weekday]] = Field(
