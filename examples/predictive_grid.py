@@ -1,11 +1,14 @@
 """Run a pool's predictive policy over a grid of its settings on several seeds: cost x oracle and SLO per setting.
 
+A setting names a predictive field (``error_quantile``) or, with its kind in front, a field of another of the
+pool's policies (``queue_depth.target``); ``null`` is a value (a field unset).
+
 For choosing settings *out of sample*: run the grid on tuning seeds (e.g. 100-109), pick by a rule stated before
 the run (the cheapest setting whose mean and worst attainment are >= 99 %), then measure only that setting on
 other seeds. Every run of the grid is printed; the measured seeds are never part of it.
 
     .venv/bin/python examples/predictive_grid.py -c examples/seed-standby.yaml --seeds 100-109 \\
-        --set smooth_quantile=0.5,0.6 --set error_quantile=0.2,0.3 [--variant "cold only"] [--out grid.json]
+        --set smooth_quantile=0.5,0.6 --set queue_depth.target=4,16 [--variant "cold only"] [--out grid.json]
 """
 
 from __future__ import annotations
@@ -36,17 +39,22 @@ def combos(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def with_settings(pool: Any, settings: dict[str, Any]) -> Any:
-    """``pool`` with its predictive policy's fields updated (validated: a bad name or value fails here)."""
-    from ebbtide.core.policies.predictive_spec import PredictiveSpec
+    """``pool`` with its policies' fields updated (validated: a bad name or value fails here). A name is a
+    predictive field (``smooth_quantile``) or ``kind.field`` for another of the pool's policies
+    (``queue_depth.target``)."""
     from ebbtide.plan.baselines import with_policies
 
+    by_kind: dict[str, dict[str, Any]] = {}
+    for name, value in settings.items():
+        kind, _, field = name.rpartition(".")
+        by_kind.setdefault(kind or "predictive", {})[field] = value
     policies = []
     for spec in pool.scaling.policies:
-        if isinstance(spec, PredictiveSpec):
-            spec = PredictiveSpec.model_validate({**spec.model_dump(exclude_unset=True), **settings})
+        if spec.kind in by_kind:
+            spec = type(spec).model_validate({**spec.model_dump(exclude_unset=True), **by_kind.pop(spec.kind)})
         policies.append(spec)
-    if not any(isinstance(p, PredictiveSpec) for p in policies):
-        raise SystemExit("the pool has no predictive policy to set")
+    if by_kind:
+        raise SystemExit(f"the pool has no {' or '.join(sorted(by_kind))} policy to set")
     return with_policies(pool, policies)
 
 

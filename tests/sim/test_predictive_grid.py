@@ -43,3 +43,14 @@ def test_settings_change_only_the_predictive_policy_and_keep_its_own_fields() ->
     assert guard_after == guard and changed.scaling.standby == pool.scaling.standby
     with pytest.raises(Exception, match="smooth_quantile"):
         _script().with_settings(pool, {"smooth_quantile": 2})
+
+
+def test_a_kind_prefix_sets_another_policy_of_the_pool() -> None:
+    pool = load_config(ROOT / "examples" / "seed-standby.yaml").pools[0]
+    changed = _script().with_settings(pool, {"queue_depth.target": 8, "error_quantile": 0.2})
+    predictive, guard = changed.scaling.policies
+    assert guard.kind == "queue_depth" and guard.target == 8
+    assert guard.scale_down_stabilization_s == pool.scaling.policies[1].scale_down_stabilization_s
+    assert isinstance(predictive, PredictiveSpec) and predictive.error_quantile == 0.2
+    with pytest.raises(SystemExit, match="no step policy to set"):
+        _script().with_settings(pool, {"step.cooldown_s": 1})
