@@ -338,3 +338,4 @@ def test_burst_quantile_learns_each_slots_mean_and_one_pooled_burst_factor() -> 
     assert peaks.state.profile[quiet] == pytest.approx(20.0)
     assert peaks.state.profile[bursty] == pytest.approx(40.0)
     assert peaks.policy.level(peaks.state, quiet) == pytest.approx(20.0)
+    assert peaks.state.bursts == ()  # nothing kept that the forecast does not use

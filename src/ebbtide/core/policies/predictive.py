@@ -156,7 +156,8 @@ class PredictivePolicy:
         # Ticks may skip whole buckets (a paused loop): each one that ended gets the demand seen over the gap.
         n_closed = min(int((now_s - state.bucket_start_s) // spec.bucket_s), self._slots)
         covered = elapsed >= 0.5 * (now_s - state.bucket_start_s)  # a first bucket joined late is not learned
-        if covered and mean >= 0.5 * spec.capacity_per_replica_rps:  # a quiet bucket's peak is Poisson noise
+        # A quiet bucket's peak-to-mean ratio is Poisson noise, not burstiness: only busy buckets teach it.
+        if spec.burst_quantile is not None and covered and mean >= 0.5 * spec.capacity_per_replica_rps:
             bursts.append(peak / mean)
         for k in range(n_closed if covered else 0):
             slot, _ = slot_of(state.bucket_start_s + k * spec.bucket_s + 1e-3, self._tz, spec.bucket_s)
