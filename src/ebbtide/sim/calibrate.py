@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+
+from ebbtide.core.stats import nearest_rank
 
 __all__ = ["CalibrationError", "CalibrationPlan", "Sample", "run_calibration", "summarize_level"]
 
@@ -84,11 +85,6 @@ class Sample:
         return (self.latency_s - self.ttft_s) / (self.output_tokens - 1)
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> dict[str, Any]:
     ttft = [s.ttft_s for s in samples]
     tpot = [t for s in samples if (t := s.tpot_s) is not None] or [0.0]
@@ -97,12 +93,12 @@ def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> d
     return {
         "concurrency": concurrency,
         "requests": len(samples),
-        "ttft_p50_s": round(_quantile(ttft, 0.5), 5),
-        "ttft_p95_s": round(_quantile(ttft, 0.95), 5),
-        "tpot_p50_s": round(_quantile(tpot, 0.5), 6),
-        "tpot_p95_s": round(_quantile(tpot, 0.95), 6),
-        "latency_p50_s": round(_quantile(lat, 0.5), 5),
-        "latency_p95_s": round(_quantile(lat, 0.95), 5),
+        "ttft_p50_s": round(nearest_rank(ttft, 0.5), 5),
+        "ttft_p95_s": round(nearest_rank(ttft, 0.95), 5),
+        "tpot_p50_s": round(nearest_rank(tpot, 0.5), 6),
+        "tpot_p95_s": round(nearest_rank(tpot, 0.95), 6),
+        "latency_p50_s": round(nearest_rank(lat, 0.5), 5),
+        "latency_p95_s": round(nearest_rank(lat, 0.95), 5),
         "throughput_rps": round(len(samples) / wall_s, 4) if wall_s > 0 else None,
         "output_tok_per_s": round(out / wall_s, 2) if wall_s > 0 else None,
         "mean_output_tokens": round(out / len(samples), 2),
@@ -112,7 +108,7 @@ def summarize_level(concurrency: int, samples: list[Sample], wall_s: float) -> d
 
 
 def _median(values: list[float]) -> float | None:
-    return round(_quantile(values, 0.5), 3) if values else None
+    return round(nearest_rank(values, 0.5), 3) if values else None
 
 
 def _median_int(values: list[int]) -> int | None:

@@ -33,6 +33,7 @@ from ebbtide.core.policies.predictive_guard import GuardState, Tick
 from ebbtide.core.policies.predictive_spec import DAY_S, WEEKDAYS, PredictiveSpec
 from ebbtide.core.signals import PoolSignals
 from ebbtide.core.standby import StandbyWish, TierOffer, choose_standby
+from ebbtide.core.stats import nearest_rank
 
 __all__ = ["PredictivePolicy", "PredictiveSpec", "PredictiveState", "slot_of"]
 
@@ -236,7 +237,7 @@ class PredictivePolicy:
         """The ``burst_quantile`` of recent peak-to-mean ratios (1 when slots learn peaks, or none is known)."""
         if self.spec.burst_quantile is None or not state.bursts:
             return 1.0
-        return _quantile(state.bursts, self.spec.burst_quantile)
+        return nearest_rank(state.bursts, self.spec.burst_quantile)
 
     def known(self, state: PredictiveState, slot: int) -> bool:
         return self._known(state.seen, slot)
@@ -265,7 +266,7 @@ class PredictivePolicy:
     def headroom(self, state: PredictiveState) -> float:
         if not state.errors:
             return 0.0
-        return min(_quantile(state.errors, self.spec.error_quantile), self.spec.max_headroom)
+        return min(nearest_rank(state.errors, self.spec.error_quantile), self.spec.max_headroom)
 
     def replicas_for(self, rate_rps: float, headroom: float) -> int:
         return math.ceil(rate_rps * (1 + headroom) / self.spec.capacity_per_replica_rps - 1e-9)
@@ -342,9 +343,3 @@ class PredictivePolicy:
         return Recommendation(
             self.name, need, f"no history yet: recent {rate:.1f} req/s / {cap:g} per replica (reactive)"
         )
-
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (non-empty) as the ceil(q × n)-th smallest: one of the values seen."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
